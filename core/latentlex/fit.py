@@ -1,0 +1,190 @@
+"""Fit an SAE on a corpus end to end: encode → train → calibrate avgdl → save."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backbone import Backbone
+from .corpus import read_corpus
+from .errors import ConfigError
+from .states import encode_token_states
+
+if TYPE_CHECKING:
+    from .sae import SparseAutoencoder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FitConfig", "fit_sae"]
+
+_MODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    # Latent Terms (Clavié et al. 2026) defaults.
+    "token": {"architecture": "topk", "bm25_k1": 8.0, "bm25_b": 0.7},
+    # CL-SR (Park et al. 2025) defaults.
+    "pooled": {
+        "architecture": "batchtopk",
+        "bm25_k1": 0.6,
+        "bm25_b": 2.0,
+        "query_k2": 1.5,
+        "doc_max_terms": 24,
+    },
+}
+
+
+@dataclass
+class FitConfig:
+    """What to fit and how. Field docs double as CLI help."""
+
+    model: str | None = None
+    """Backbone: a sentence-transformers name or path (default: packaged all-MiniLM-L6-v2)."""
+    mode: str = "token"
+    """'token' (Latent Terms: TopK SAE on every token state) or 'pooled' (CL-SR: BatchTopK on the pooled vector)."""
+    width: int = 8192
+    """Number of latents."""
+    k: int = 16
+    """Active latents per token (token mode) or per text on average (pooled mode)."""
+    epochs: float = 3.0
+    """Passes over the token states."""
+    max_tokens: int | None = None
+    """Stop encoding the corpus after this many token states (None: all)."""
+    keep_special_tokens: bool = False
+    """Keep [CLS]/[SEP]-like token states."""
+    max_seq_length: int | None = None
+    """Override the backbone's maximum tokens per text."""
+    bm25_k1: float | None = None
+    """BM25 k1 (default: 8.0 token mode, 0.6 pooled mode)."""
+    bm25_b: float | None = None
+    """BM25 b (default: 0.7 token mode, 2.0 pooled mode)."""
+    batch_size: int = 32
+    """Texts per backbone forward pass."""
+    cache_dir: str | None = None
+    """Where token states are kept between runs (default: a temporary folder, deleted afterwards)."""
+    seed: int = 0
+    progress: bool = True
+    train: dict[str, Any] = field(default_factory=dict)
+    """Extra :class:`~latentlex.training.TrainConfig` fields (lr, batch_size, ...)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODE_DEFAULTS:
+            raise ConfigError(f"mode must be one of {sorted(_MODE_DEFAULTS)}, got {self.mode!r}")
+        if self.width < 1 or self.k < 1 or self.k > self.width:
+            raise ConfigError(f"need 1 <= k <= width, got k={self.k}, width={self.width}")
+        if self.epochs <= 0:
+            raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+
+
+def fit_sae(
+    corpus: str | os.PathLike[str] | list[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    config: FitConfig | None = None,
+    *,
+    backbone: Backbone | None = None,
+    **overrides: Any,
+) -> SparseAutoencoder:
+    """Train an SAE on a corpus and save it.
+
+    Args:
+        corpus: a corpus path (BEIR ``corpus.jsonl``, ``.txt``, or a folder) or a list of texts.
+        out_dir: where to save the SAE folder (``cfg.json`` + ``sae.safetensors``); None: don't save.
+        config: a :class:`FitConfig`; keyword ``overrides`` replace its fields.
+        backbone: an already loaded :class:`Backbone` (else built from ``config.model``).
+
+    Example:
+        >>> sae = fit_sae("data/corpus.jsonl", "my-sae", width=4096, k=16)  # doctest: +SKIP
+    """
+    from .sae import SAEConfig
+    from .terms import LatentTermEncoder
+    from .training import TrainConfig, train_sae
+
+    cfg = config or FitConfig()
+    if overrides:
+        cfg = FitConfig(**{**cfg.__dict__, **overrides})
+    t0 = time.perf_counter()
+    if isinstance(corpus, list):
+        texts = corpus
+        ids = [str(i) for i in range(len(texts))]
+    else:
+        docs = list(read_corpus(corpus))
+        texts = [d.text for d in docs]
+        ids = [d.id for d in docs]
+    if not texts:
+        raise ConfigError("the corpus has no documents")
+    if backbone is None:
+        backbone = Backbone(
+            cfg.model,
+            keep_special_tokens=cfg.keep_special_tokens,
+            max_seq_length=cfg.max_seq_length,
+        )
+    defaults = _MODE_DEFAULTS[cfg.mode]
+    sae_cfg = SAEConfig(
+        d_in=backbone.dim,
+        width=cfg.width,
+        k=cfg.k,
+        architecture=defaults["architecture"],
+        mode=cfg.mode,
+        backbone=backbone.name,
+        backbone_fingerprint=backbone.fingerprint(),
+        backbone_dim=backbone.dim,
+        keep_special_tokens=backbone.keep_special_tokens,
+        max_seq_length=backbone.max_seq_length,
+        bm25_k1=cfg.bm25_k1 if cfg.bm25_k1 is not None else defaults["bm25_k1"],
+        bm25_b=cfg.bm25_b if cfg.bm25_b is not None else defaults["bm25_b"],
+        query_k2=defaults.get("query_k2"),
+        doc_max_terms=defaults.get("doc_max_terms"),
+    )
+    train_cfg = TrainConfig(
+        width=cfg.width,
+        k=cfg.k,
+        architecture=defaults["architecture"],
+        epochs=cfg.epochs,
+        seed=cfg.seed,
+        progress=cfg.progress,
+        **cfg.train,
+    )
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if cfg.cache_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="latentlex-states-")
+        cache = Path(tmp.name)
+    else:
+        cache = Path(cfg.cache_dir)
+    try:
+        states = encode_token_states(
+            backbone,
+            ids,
+            texts,
+            cache,
+            batch_size=cfg.batch_size,
+            max_tokens=cfg.max_tokens,
+            progress=cfg.progress,
+        )
+        data = states.tokens if cfg.mode == "token" else states.dense
+        logger.info("training on %d vectors of dim %d", data.shape[0], data.shape[1])
+        sae, report = train_sae(np.asarray(data) if cfg.mode == "pooled" else data, train_cfg, sae_cfg)
+        encoder = LatentTermEncoder(sae, backbone)
+        encoder.calibrate_avgdl(states, progress=cfg.progress)
+        sae.cfg.metrics = {
+            **sae.cfg.metrics,
+            "train_vectors": int(data.shape[0]),
+            "train_docs": int(states.n_docs),
+            "seconds_total": round(time.perf_counter() - t0, 1),
+        }
+        logger.info(
+            "fitted SAE: FVU %.3f, L0 %.1f, dead %.1f%%, avgdl %.1f",
+            report.fvu,
+            report.l0,
+            report.dead_pct,
+            sae.cfg.avgdl,
+        )
+        if out_dir is not None:
+            sae.save(out_dir)
+        return sae
+    finally:
+        if tmp is not None:
+            tmp.cleanup()

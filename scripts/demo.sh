@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job: install, then run the demo (train an SAE offline, index LIMIT-small, answer with explanations).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+python examples/demo.py "$@"
