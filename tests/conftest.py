@@ -24,3 +24,23 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared datasets not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_sae_dir(tmp_path_factory, backbone):
+    """A small token-mode SAE fitted on LIMIT-small (a few seconds), saved to a folder."""
+    from latentlex.corpus import read_corpus
+    from latentlex.fit import fit_sae
+
+    out = tmp_path_factory.mktemp("sae") / "tiny"
+    texts = [d.text for d in read_corpus(LIMIT_SMALL)]
+    fit_sae(texts, out, backbone=backbone, width=512, k=8, epochs=4, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def encoder(tiny_sae_dir, backbone):
+    from latentlex.sae import SparseAutoencoder
+    from latentlex.terms import LatentTermEncoder
+
+    return LatentTermEncoder(SparseAutoencoder.load(tiny_sae_dir), backbone, batch_size=8)

@@ -188,7 +188,9 @@ class Backbone:
         ]
         if not suspects:
             return 0
-        enc = self.tokenizer(suspects, add_special_tokens=True, truncation=False)["input_ids"]
+        enc = self.tokenizer(suspects, add_special_tokens=True, truncation=False, verbose=False)[
+            "input_ids"
+        ]
         return sum(1 for ids in enc if len(ids) > max_len)
 
     @torch.inference_mode()

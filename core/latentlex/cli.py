@@ -110,6 +110,146 @@ def _cfg_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
+# ---------------------------------------------------------------------------- index / search / info
+def _add_store_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--store", default="./latentlex-index", help="folder of the embedded engine")
+    g.add_argument("--url", default=None, help="Qdrant server/cluster URL (API key: $QDRANT_API_KEY)")
+    p.add_argument("--collection", default="latentlex")
+
+
+def _open_index(args: argparse.Namespace, sae: str | None = None, **kwargs: object) -> object:
+    import os
+
+    from .index import LatentIndex
+    from .store import ClientStore, EdgeStore
+
+    sae_dir = sae or args.sae
+    if sae_dir is None:
+        store = (
+            ClientStore(args.url, api_key=os.environ.get("QDRANT_API_KEY"), collection=args.collection)
+            if args.url
+            else EdgeStore(args.store, collection=args.collection)
+        )
+        return store
+    return LatentIndex(
+        sae_dir,
+        None if args.url else args.store,
+        url=args.url,
+        api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
+        collection=args.collection,
+        **kwargs,
+    )
+
+
+def _run_index(args: argparse.Namespace) -> int:
+    from .corpus import read_corpus
+    from .index import LatentIndex
+
+    docs = list(read_corpus(args.corpus))
+    index = _open_index(args, recreate=args.recreate, batch_size=args.batch_size)
+    assert isinstance(index, LatentIndex)
+    with index:
+        before = index.count()
+        written = index.add_documents(docs, skip_unchanged=True, progress=not args.quiet)
+        total = index.count()
+    skipped = len(docs) - len(written)
+    if skipped:
+        print(f"resumed: {skipped} documents already indexed with the same content were skipped")
+    print(f"indexed {len(written)} documents ({before} before, {total} now) into {args.collection!r}")
+    return 0
+
+
+@command("index", "encode a corpus and write it into a collection (resumable)")
+def _cfg_index(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--corpus", required=True)
+    p.add_argument("--sae", required=True, help="SAE folder (or Hub id)")
+    _add_store_args(p)
+    p.add_argument("--recreate", action="store_true", help="drop the collection first")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _parse_filters(items: list[str]) -> dict[str, object] | None:
+    if not items:
+        return None
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--filter takes key=value, got {item!r}")
+        parsed: object
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[key] = parsed
+    return out
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from .index import LatentIndex
+
+    index = _open_index(args)
+    assert isinstance(index, LatentIndex)
+    with index:
+        hits = index.search(
+            args.query,
+            k=args.k,
+            mode=args.mode,
+            fusion=args.fusion,
+            filter=_parse_filters(args.filter),
+        )
+        if args.json:
+            print(json.dumps([h.__dict__ for h in hits], default=str))
+            return 0
+        print(f"{'#':>2}  {'score':>7}  {'dense':>7}  {'latent':>7}  doc")
+        for rank, h in enumerate(hits, 1):
+            ds = "-" if h.dense_score is None else f"{h.dense_score:.3f}"
+            ss = "-" if h.sparse_score is None else f"{h.sparse_score:.3f}"
+            print(f"{rank:>2}  {h.score:7.3f}  {ds:>7}  {ss:>7}  {h.doc_id}: {h.text[:70]!r}")
+            if args.explain:
+                print(index.explain(args.query, h.doc_id, top=args.explain_top).table())
+    return 0
+
+
+@command("search", "search a collection; --explain shows the latent terms behind each hit")
+def _cfg_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("query")
+    p.add_argument("--sae", required=True)
+    _add_store_args(p)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid")
+    p.add_argument("--fusion", choices=["rrf", "dbsf", "weighted"], default="rrf")
+    p.add_argument("--filter", action="append", default=[], help="key=value (value parsed as JSON)")
+    p.add_argument("--explain", action="store_true")
+    p.add_argument("--explain-top", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    store = _open_index(args, sae=None)
+    from .store.base import CollectionSpec
+
+    # read the record without validating it against any SAE
+    ident = None
+    try:
+        if hasattr(store, "describe"):
+            ident = store.describe()  # type: ignore[attr-defined]
+        else:
+            ident = store.identity()  # type: ignore[attr-defined]
+    finally:
+        store.close()  # type: ignore[attr-defined]
+    del CollectionSpec
+    print(json.dumps(ident, indent=2, default=str))
+    return 0
+
+
+@command("info", "what a collection holds and what wrote it")
+def _cfg_info(p: argparse.ArgumentParser) -> None:
+    _add_store_args(p)
+
+
 # ---------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentlex", description=__doc__)

@@ -115,3 +115,33 @@ def read_corpus(path: str | os.PathLike[str], *, validate: bool = True) -> Itera
 def count_documents(path: str | os.PathLike[str]) -> int:
     """Number of documents, without holding them."""
     return sum(1 for f in corpus_files(path) for _ in _iter_file(f))
+
+
+def stdlib_docstrings(max_docs: int | None = None, min_chars: int = 200) -> list[Document]:
+    """A real English corpus present on every machine: docstrings of Python's standard library.
+
+    Parsed with :mod:`ast` (nothing is imported); modules, classes and functions whose docstring has at
+    least ``min_chars`` characters, in a stable order. Handy for fitting a demo SAE offline.
+    """
+    import ast
+    import sysconfig
+
+    root = Path(sysconfig.get_paths()["stdlib"])
+    docs: list[Document] = []
+    for file in sorted(root.rglob("*.py")):
+        rel = file.relative_to(root)
+        if any(part in {"test", "tests", "idlelib", "site-packages", "lib2to3"} for part in rel.parts):
+            continue
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
+            continue
+        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef | ast.FunctionDef))]
+        for node in nodes:
+            doc = ast.get_docstring(node)  # type: ignore[arg-type]
+            if doc and len(doc) >= min_chars:
+                name = getattr(node, "name", "<module>")
+                docs.append(Document(f"{rel.as_posix()}:{name}", " ".join(doc.split()), {"file": str(rel)}))
+                if max_docs is not None and len(docs) >= max_docs:
+                    return docs
+    return docs

@@ -279,7 +279,7 @@ def iter_state_batches(states: TokenStates, docs_per_batch: int = 256) -> Iterat
         stop = min(start + docs_per_batch, states.n_docs)
         tokens, lengths = states.doc_range(start, stop)
         yield BackboneBatch(
-            torch.from_numpy(np.ascontiguousarray(tokens)).float(),
+            torch.from_numpy(np.array(tokens, dtype=np.float32)),
             torch.from_numpy(np.asarray(lengths, dtype=np.int64)),
             torch.from_numpy(np.asarray(states.dense[start:stop], dtype=np.float32)),
         )

@@ -1,0 +1,564 @@
+"""LatentIndex: the framework-neutral facade — add, upsert, delete, search, explain.
+
+Texts go through :class:`~latentlex.terms.LatentTermEncoder` (one backbone pass: dense + latent
+terms) into a :mod:`latentlex.store` (embedded qdrant-edge by default, a Qdrant server by URL).
+Fusion of the two legs runs inside Qdrant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backbone import check_texts
+from .errors import ConfigError
+from .sparse import SparseVector
+from .store.base import (
+    FORMAT_VERSION,
+    AsyncStore,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointRecord,
+    SearchRequest,
+    Store,
+)
+from .store.filters import Filter
+from .terms import LatentTermEncoder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Explanation", "LatentIndex", "TermContribution", "content_hash"]
+
+
+def content_hash(text: str, metadata: Mapping[str, Any]) -> str:
+    """Hash of what a point stores (text + metadata), used to skip unchanged documents."""
+    h = hashlib.sha256(text.encode("utf-8", "surrogatepass"))
+    h.update(json.dumps(metadata, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class TermContribution:
+    """One latent term shared by a query and a document.
+
+    ``contribution = query_weight * idf * doc_weight``: the term's share of the sparse-leg score.
+    """
+
+    latent: int
+    label: str
+    query_weight: float
+    doc_weight: float
+    idf: float
+    contribution: float
+
+
+@dataclass
+class Explanation:
+    """Why a document matched a query: its sparse-leg score, split into latent terms.
+
+    ``sum(t.contribution for t in terms_all) == sparse_score`` (the score Qdrant returned).
+    """
+
+    query: str
+    doc_id: str
+    sparse_score: float
+    dense_score: float
+    terms: list[TermContribution]
+    n_shared: int
+    terms_all: list[TermContribution] = field(default_factory=list, repr=False)
+
+    def table(self) -> str:
+        """A plain-text table of the top terms."""
+        lines = [
+            f"{self.doc_id!r}: sparse {self.sparse_score:.3f} (from {self.n_shared} shared latent "
+            f"terms), dense cosine {self.dense_score:.3f}",
+            f"  {'latent':>7}  {'label':<28} {'q':>6} {'d':>6} {'idf':>6} {'contrib':>8}",
+        ]
+        for t in self.terms:
+            lines.append(
+                f"  {t.latent:>7}  {t.label[:28]:<28} {t.query_weight:6.2f} {t.doc_weight:6.2f} "
+                f"{t.idf:6.2f} {t.contribution:8.3f}"
+            )
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "doc_id": self.doc_id,
+            "sparse_score": self.sparse_score,
+            "dense_score": self.dense_score,
+            "n_shared": self.n_shared,
+            "terms": [t.__dict__ for t in self.terms],
+        }
+
+
+def _open_store(
+    store: Store | str | os.PathLike[str] | None,
+    *,
+    url: str | None,
+    api_key: str | None,
+    collection: str,
+    **store_kwargs: Any,
+) -> Store:
+    from .store import ClientStore, EdgeStore
+
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        return store
+    if url is not None:
+        return ClientStore(url, api_key=api_key, collection=collection, **store_kwargs)
+    if store is None:
+        raise ConfigError("give a store path (embedded engine), url= (Qdrant server) or a Store")
+    if str(store) == ":memory:":
+        return ClientStore(location=":memory:", collection=collection, **store_kwargs)
+    return EdgeStore(Path(store), collection=collection, **store_kwargs)
+
+
+class LatentIndex:
+    """A hybrid dense + latent-term index in Qdrant.
+
+    Args:
+        encoder: the :class:`LatentTermEncoder` (or an SAE folder / Hub id to build one from).
+        store: a folder for the embedded engine (default), ``":memory:"`` for qdrant-client's local
+            mode, or any :class:`~latentlex.store.Store`.
+        url / api_key: a Qdrant server, cluster or cloud instead (``ClientStore``).
+        collection: collection name.
+        recreate: drop and rebuild the collection.
+        async_store: an async store for the ``a*`` methods (e.g. ``AsyncClientStore`` on the same
+            server); default: the store's own async twins, else the sync store in a worker thread.
+        batch_size: documents encoded and written per batch.
+
+    Example:
+        >>> index = LatentIndex("my-sae", "./index")  # doctest: +SKIP
+        >>> index.add(["Qdrant is a vector database."], ids=["q1"])  # doctest: +SKIP
+        >>> index.search("vector db", k=1)[0].doc_id  # doctest: +SKIP
+        'q1'
+    """
+
+    def __init__(
+        self,
+        encoder: LatentTermEncoder | str | os.PathLike[str],
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        url: str | None = None,
+        api_key: str | None = None,
+        collection: str = "latentlex",
+        recreate: bool = False,
+        async_store: AsyncStore | None = None,
+        batch_size: int = 64,
+        **store_kwargs: Any,
+    ) -> None:
+        if not isinstance(encoder, LatentTermEncoder):
+            encoder = LatentTermEncoder(encoder)
+        self.encoder = encoder
+        self.store = _open_store(
+            store, url=url, api_key=api_key, collection=collection, **store_kwargs
+        )
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size = batch_size
+        self.spec = CollectionSpec(
+            name=collection, dense_dim=encoder.dim, identity=self.identity_record()
+        )
+        self.store.open(self.spec, recreate=recreate)
+        if async_store is None and isinstance(self.store, AsyncStore):
+            async_store = self.store
+        self._astore = async_store
+        self._async_opened = async_store is self.store
+        self.labels: dict[int, str] = dict(getattr(encoder.sae, "labels", None) or {})
+
+    # ------------------------------------------------------------------ identity
+    def identity_record(self) -> dict[str, Any]:
+        """What this index writes into its collection, and checks on open."""
+        cfg = self.encoder.sae.cfg
+        return {
+            "format_version": FORMAT_VERSION,
+            "sae_fingerprint": self.encoder.sae.fingerprint(),
+            "backbone": self.encoder.backbone.name,
+            "backbone_fingerprint": self.encoder.backbone.fingerprint(),
+            "dense_dim": self.encoder.dim,
+            "mode": cfg.mode,
+            "avgdl": None if cfg.avgdl is None else round(float(cfg.avgdl), 6),
+            "bm25_k1": cfg.bm25_k1,
+            "bm25_b": cfg.bm25_b,
+        }
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> LatentIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def _records(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None,
+        metadata: Sequence[Mapping[str, Any]] | None,
+    ) -> list[tuple[str, str, dict[str, Any], str]]:
+        texts = check_texts(texts)
+        if ids is None:
+            ids = [content_hash(t, {}) for t in texts]
+        else:
+            if isinstance(ids, str):
+                raise TypeError("ids must be a list of strings, not a single string")
+            ids = list(ids)
+            for i, doc_id in enumerate(ids):
+                if not isinstance(doc_id, str):
+                    raise TypeError(f"ids[{i}] must be a str, got {type(doc_id).__name__}")
+                if not doc_id:
+                    raise ValueError(f"ids[{i}] is empty: document ids must be non-empty strings")
+        if len(ids) != len(texts):
+            raise ValueError(f"got {len(ids)} ids for {len(texts)} texts")
+        metas: list[dict[str, Any]]
+        if metadata is None:
+            metas = [{} for _ in texts]
+        else:
+            if isinstance(metadata, Mapping):
+                raise TypeError("metadata must be a list of mappings, one per text")
+            metas = []
+            for i, m in enumerate(metadata):
+                if not isinstance(m, Mapping):
+                    raise TypeError(f"metadata[{i}] must be a mapping, got {type(m).__name__}")
+                metas.append(dict(m))
+            if len(metas) != len(texts):
+                raise ValueError(f"got {len(metas)} metadata entries for {len(texts)} texts")
+        # duplicate ids in one call: the last one wins
+        last: dict[str, int] = {doc_id: i for i, doc_id in enumerate(ids)}
+        return [
+            (ids[i], texts[i], metas[i], content_hash(texts[i], metas[i]))
+            for i in sorted(last.values())
+        ]
+
+    def _encode_points(self, rows: Sequence[tuple[str, str, dict[str, Any], str]]) -> list[PointRecord]:
+        enc = self.encoder.encode_documents([r[1] for r in rows])
+        return [
+            PointRecord(doc_id, enc.dense[i], enc.sparse[i], text, meta, h)
+            for i, (doc_id, text, meta, h) in enumerate(rows)
+        ]
+
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        skip_unchanged: bool = False,
+        progress: bool = False,
+    ) -> list[str]:
+        """Add or update documents (an existing id is overwritten, never duplicated).
+
+        Args:
+            texts: the documents.
+            ids: document ids (default: a hash of the text).
+            metadata: one JSON-serialisable mapping per text (filterable).
+            skip_unchanged: skip ids already stored with the same text and metadata (resuming).
+            progress: show a progress bar.
+
+        Returns:
+            The ids written (after de-duplication: the last occurrence of an id wins).
+        """
+        rows = self._records(texts, ids, metadata)
+        for _, _, meta, _ in rows:
+            _check_metadata(meta)
+        written: list[str] = []
+        bar = tqdm(total=len(rows), desc="indexing", unit="doc", disable=not progress)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            if skip_unchanged:
+                stored = self.store.hashes([r[0] for r in chunk])
+                chunk = [r for r in chunk if stored.get(r[0]) != r[3]]
+            if chunk:
+                self.store.upsert(self._encode_points(chunk))
+                written.extend(r[0] for r in chunk)
+            bar.update(min(self.batch_size, len(rows) - start))
+        bar.close()
+        return written
+
+    upsert = add
+
+    def add_documents(self, docs: Iterable[Any], **kwargs: Any) -> list[str]:
+        """Add :class:`~latentlex.corpus.Document` objects (``id``, ``text``, ``metadata``)."""
+        docs = list(docs)
+        return self.add(
+            [d.text for d in docs], [d.id for d in docs], [d.metadata for d in docs], **kwargs
+        )
+
+    def delete(self, ids: Sequence[str] | None = None, *, filter: Filter | None = None) -> None:
+        """Delete documents by id, or every document a filter matches."""
+        if (ids is None) == (filter is None):
+            raise ConfigError("give exactly one of ids or filter")
+        if ids is not None:
+            if isinstance(ids, str):
+                raise TypeError("ids must be a list of strings, not a single string")
+            self.store.delete(list(ids))
+        else:
+            self.store.delete_where(filter)
+
+    def get(self, ids: Sequence[str]) -> list[PointRecord]:
+        """Stored documents (text, metadata, vectors) in the order asked; missing ids skipped."""
+        if isinstance(ids, str):
+            raise TypeError("ids must be a list of strings, not a single string")
+        return self.store.get(list(ids))
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Number of documents (matching ``filter``)."""
+        return self.store.count(filter)
+
+    # ------------------------------------------------------------------ searching
+    def _requests(
+        self,
+        queries: Sequence[str],
+        *,
+        k: int,
+        mode: str,
+        fusion: str | Fusion,
+        weights: tuple[float, float],
+        rrf_k: int,
+        prefetch_limit: int | None,
+        filter: Filter | None,
+        with_legs: bool,
+    ) -> list[SearchRequest]:
+        queries = check_texts(queries, "queries")
+        enc = self.encoder.encode_queries(queries)
+        return [
+            SearchRequest(
+                dense=enc.dense[i] if mode != "sparse" else None,
+                sparse=enc.sparse[i] if mode != "dense" else None,
+                k=k,
+                mode=mode,
+                fusion=Fusion(fusion),
+                weights=tuple(weights),  # type: ignore[arg-type]
+                rrf_k=rrf_k,
+                prefetch_limit=prefetch_limit,
+                filter=filter,
+                with_legs=with_legs and mode == "hybrid",
+            )
+            for i in range(len(queries))
+        ]
+
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        *,
+        mode: str = "hybrid",
+        fusion: str | Fusion = "rrf",
+        weights: tuple[float, float] = (1.0, 1.0),
+        rrf_k: int = 60,
+        prefetch_limit: int | None = None,
+        filter: Filter | None = None,
+        with_legs: bool = True,
+    ) -> list[Hit]:
+        """Search with one query.
+
+        Args:
+            query: the query text.
+            k: number of hits.
+            mode: ``"hybrid"`` (both legs fused in Qdrant), ``"dense"`` or ``"sparse"`` (latent terms).
+            fusion: ``"rrf"`` (weighted when ``weights`` differ), ``"dbsf"`` or ``"weighted"``
+                (linear sum of raw leg scores).
+            weights: ``(dense, sparse)`` leg weights.
+            rrf_k: RRF rank constant.
+            prefetch_limit: candidates per leg (default ``max(50, 5k)``).
+            filter: ``{"key": value}`` / ``{"key": [a, b]}`` / ``{"key": {"gte": x}}`` on metadata,
+                applied to both legs.
+            with_legs: fill each hit's per-leg score and rank.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        return self.search_batch(
+            [query], k, mode=mode, fusion=fusion, weights=weights, rrf_k=rrf_k,
+            prefetch_limit=prefetch_limit, filter=filter, with_legs=with_legs,
+        )[0]  # fmt: skip
+
+    def search_batch(self, queries: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]:
+        """Search many queries at once (one encoder pass, one engine batch)."""
+        reqs = self._requests(queries, k=k, **_search_defaults(options))
+        return self.store.search_batch(reqs) if reqs else []
+
+    # ------------------------------------------------------------------ explaining
+    def explain(self, query: str, doc_id: str, top: int = 10) -> Explanation:
+        """Which latent terms made ``doc_id`` match ``query``, and by how much.
+
+        Each shared latent ``j`` contributes ``q_j * IDF_j * d_j``. ``IDF_j`` is read from Qdrant
+        itself (a one-term sparse query scored against the document), so the contributions sum to
+        the sparse-leg score Qdrant returns for this document.
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        recs = self.store.get([doc_id])
+        if not recs:
+            raise KeyError(f"no document with id {doc_id!r}")
+        rec = recs[0]
+        enc = self.encoder.encode_queries([query])
+        q, qd = enc.sparse[0], enc.dense[0]
+        d = rec.sparse if rec.sparse is not None else SparseVector.empty()
+        shared, qi, di = np.intersect1d(q.indices, d.indices, assume_unique=True, return_indices=True)
+        only_doc = {"doc_id": doc_id}
+        reqs = [SearchRequest(None, q, k=1, mode="sparse", filter=only_doc, with_legs=False)] if len(
+            shared
+        ) else []
+        reqs += [
+            SearchRequest(
+                None,
+                SparseVector(np.array([j], np.uint32), np.array([1.0], np.float32)),
+                k=1,
+                mode="sparse",
+                filter=only_doc,
+                with_legs=False,
+            )
+            for j in shared
+        ]
+        results = self.store.search_batch(reqs) if reqs else []
+        sparse_score = results[0][0].score if results and results[0] else 0.0
+        terms: list[TermContribution] = []
+        for n, j in enumerate(shared.tolist()):
+            dw = float(d.values[di[n]])
+            hits = results[n + 1]
+            idf = hits[0].score / dw if hits and dw > 0 else 0.0
+            qw = float(q.values[qi[n]])
+            terms.append(
+                TermContribution(j, self.labels.get(j, f"latent {j}"), qw, dw, idf, qw * idf * dw)
+            )
+        terms.sort(key=lambda t: -t.contribution)
+        dense_score = 0.0
+        if rec.dense is not None:
+            norm = float(np.linalg.norm(qd) * np.linalg.norm(rec.dense))
+            dense_score = float(np.dot(qd, rec.dense) / norm) if norm > 0 else 0.0
+        return Explanation(query, doc_id, sparse_score, dense_score, terms[:top], len(terms), terms)
+
+    # ------------------------------------------------------------------ async twins
+    async def _aopen(self) -> AsyncStore | None:
+        if self._astore is not None and not self._async_opened:
+            await self._astore.aopen(self.spec)
+            self._async_opened = True
+        return self._astore
+
+    async def aadd(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[str] | None = None,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        skip_unchanged: bool = False,
+    ) -> list[str]:
+        """Async :meth:`add`: encoding runs in a worker thread, writes through the async store."""
+        astore = await self._aopen()
+        if astore is None:
+            return await asyncio.to_thread(
+                self.add, texts, ids, metadata, skip_unchanged=skip_unchanged
+            )
+        rows = self._records(texts, ids, metadata)
+        for _, _, meta, _ in rows:
+            _check_metadata(meta)
+        written: list[str] = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            if skip_unchanged:
+                stored = await astore.ahashes([r[0] for r in chunk])
+                chunk = [r for r in chunk if stored.get(r[0]) != r[3]]
+            if chunk:
+                points = await asyncio.to_thread(self._encode_points, chunk)
+                await astore.aupsert(points)
+                written.extend(r[0] for r in chunk)
+        return written
+
+    aupsert = aadd
+
+    async def asearch(self, query: str, k: int = 10, **options: Any) -> list[Hit]:
+        """Async :meth:`search`."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        return (await self.asearch_batch([query], k, **options))[0]
+
+    async def asearch_batch(
+        self, queries: Sequence[str], k: int = 10, **options: Any
+    ) -> list[list[Hit]]:
+        """Async :meth:`search_batch`: encoding in a worker thread, I/O through the async store."""
+        astore = await self._aopen()
+        reqs = await asyncio.to_thread(
+            self._requests, queries, k=k, **_search_defaults(options)
+        )
+        if not reqs:
+            return []
+        if astore is None:
+            return await asyncio.to_thread(self.store.search_batch, reqs)
+        return await astore.asearch_batch(reqs)
+
+    async def adelete(
+        self, ids: Sequence[str] | None = None, *, filter: Filter | None = None
+    ) -> None:
+        """Async :meth:`delete`."""
+        astore = await self._aopen()
+        if astore is None:
+            await asyncio.to_thread(self.delete, ids, filter=filter)
+        elif (ids is None) == (filter is None):
+            raise ConfigError("give exactly one of ids or filter")
+        elif ids is not None:
+            await astore.adelete(list(ids))
+        else:
+            await astore.adelete_where(filter)
+
+    async def aget(self, ids: Sequence[str]) -> list[PointRecord]:
+        """Async :meth:`get`."""
+        astore = await self._aopen()
+        if astore is None:
+            return await asyncio.to_thread(self.get, ids)
+        return await astore.aget(list(ids))
+
+    async def acount(self, filter: Filter | None = None) -> int:
+        """Async :meth:`count`."""
+        astore = await self._aopen()
+        if astore is None:
+            return await asyncio.to_thread(self.count, filter)
+        return await astore.acount(filter)
+
+    async def aexplain(self, query: str, doc_id: str, top: int = 10) -> Explanation:
+        """Async :meth:`explain` (runs in a worker thread)."""
+        return await asyncio.to_thread(self.explain, query, doc_id, top)
+
+
+_SEARCH_OPTIONS = {
+    "mode": "hybrid",
+    "fusion": "rrf",
+    "weights": (1.0, 1.0),
+    "rrf_k": 60,
+    "prefetch_limit": None,
+    "filter": None,
+    "with_legs": True,
+}
+
+
+def _search_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(options) - set(_SEARCH_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown search options {sorted(unknown)}; allowed: {sorted(_SEARCH_OPTIONS)}")
+    return {**_SEARCH_OPTIONS, **options}
+
+
+def _check_metadata(meta: Mapping[str, Any]) -> None:
+    """Refuse metadata Qdrant cannot store, before any encoding (TypeError/ValueError naming the key)."""
+    for key, value in meta.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metadata key {key!r} is not a str")
+        try:
+            json.dumps(value, allow_nan=False)
+        except ValueError:
+            raise ValueError(f"metadata key {key!r}: NaN and infinity cannot be stored") from None
+        except TypeError:
+            raise TypeError(
+                f"metadata key {key!r}: a {type(value).__name__} is not JSON-serialisable"
+            ) from None

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from latentlex.errors import BackboneMismatchError, ConfigError
+from latentlex.sae import SAEConfig, SparseAutoencoder
+from latentlex.terms import LatentTermEncoder, pool_latents
+
+
+def test_pool_latents_matches_dense_sum():
+    acts = torch.tensor([[1.0, 0.5], [2.0, 0.0], [0.25, 3.0]])
+    idx = torch.tensor([[3, 1], [3, 7], [0, 1]])
+    out = pool_latents(acts, idx, torch.tensor([2, 0, 1]), width=8)
+    assert out[0][0].tolist() == [1, 3] and np.allclose(out[0][1], [0.5, 3.0])
+    assert out[1][0].size == 0  # a text with no tokens
+    assert out[2][0].tolist() == [0, 1] and np.allclose(out[2][1], [0.25, 3.0])
+
+
+def test_one_forward_pass_serves_dense_and_sparse(encoder):
+    calls = []
+    handle = encoder.backbone.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        texts = [f"Person {i} likes quokkas and slide rules." for i in range(20)]
+        out = encoder.encode_documents(texts)
+    finally:
+        handle.remove()
+    assert len(calls) == int(np.ceil(20 / encoder.batch_size))  # one pass per batch, not two
+    assert out.dense.shape == (20, encoder.dim)
+    assert all(len(v) > 0 for v in out.sparse)
+
+
+def test_document_and_query_weights_follow_the_formulas(encoder):
+    text = "Geneva Durben likes Quokkas, River Otters and Tapirs."
+    b = encoder.backbone.forward([text])
+    z = encoder.sae.encode(b.token_states)
+    u = torch.zeros(encoder.width).index_add_(0, z.top_indices.reshape(-1), z.top_acts.reshape(-1))
+    nz = torch.nonzero(u > 0).reshape(-1).numpy()
+    w = np.sqrt(u.numpy()[nz].astype(np.float64))
+    q = encoder.encode_queries([text]).sparse[0]
+    assert q.indices.tolist() == nz.tolist()
+    np.testing.assert_allclose(q.values, w, rtol=1e-5)
+    cfg = encoder.sae.cfg
+    k1, bb, dl = cfg.bm25_k1, cfg.bm25_b, w.sum()
+    expected = w * (k1 + 1) / (w + k1 * (1 - bb + bb * dl / cfg.avgdl))
+    d = encoder.encode_documents([text]).sparse[0]
+    np.testing.assert_allclose(d.values, expected, rtol=1e-4)
+    np.testing.assert_allclose(
+        encoder.encode_documents([text]).dense, encoder.backbone.model.encode([text]), atol=1e-5
+    )
+
+
+def test_empty_texts_give_empty_sparse_and_model_dense(encoder):
+    out = encoder.encode_documents(["", "   ", "real text"])
+    assert len(out.sparse[0]) == 0 and len(out.sparse[1]) == 0 and len(out.sparse[2]) > 0
+    assert np.isfinite(out.dense).all()
+    assert len(encoder.encode_documents([])) == 0
+
+
+def test_truncation_warns_once(encoder, caplog):
+    caplog.set_level("WARNING")
+    encoder.encode_documents(["word " * 600, "word " * 700, "short"])
+    warnings = [r for r in caplog.records if "truncated" in r.getMessage()]
+    assert len(warnings) == 1 and "2 of 3" in warnings[0].getMessage()
+
+
+def test_non_string_names_position(encoder):
+    with pytest.raises(TypeError, match=r"texts\[2\]"):
+        encoder.encode_documents(["a", "b", None])
+
+
+def test_missing_avgdl_is_a_clear_error(backbone):
+    cfg = SAEConfig(d_in=backbone.dim, width=64, k=4, backbone=backbone.name)
+    enc = LatentTermEncoder(SparseAutoencoder(cfg), backbone)
+    enc.encode_queries(["fine without avgdl"])
+    with pytest.raises(ConfigError, match="avgdl"):
+        enc.encode_documents(["needs avgdl"])
+    assert enc.calibrate_avgdl(["one text", "another text here"]) > 0
+    assert len(enc.encode_documents(["now it works"]).sparse[0]) > 0
+
+
+def test_backbone_mismatch_refused(backbone):
+    cfg = SAEConfig(d_in=768, width=64, k=4, backbone="BAAI/bge-base-en-v1.5")
+    with pytest.raises(BackboneMismatchError, match="768"):
+        LatentTermEncoder(SparseAutoencoder(cfg), backbone)
+    cfg = SAEConfig(
+        d_in=backbone.dim, width=64, k=4, backbone="x", backbone_fingerprint="0" * 16,
+        backbone_dim=backbone.dim,
+    )
+    with pytest.raises(BackboneMismatchError, match="0000000000000000"):
+        LatentTermEncoder(SparseAutoencoder(cfg), backbone)
+
+
+def test_pooled_mode_uses_clsr_weights(backbone):
+    cfg = SAEConfig(
+        d_in=backbone.dim, width=256, k=8, architecture="batchtopk", mode="pooled",
+        threshold=0.0, bm25_k1=0.6, bm25_b=2.0, query_k2=1.5, doc_max_terms=5, avgdl=5.0,
+    )
+    torch.manual_seed(0)
+    enc = LatentTermEncoder(SparseAutoencoder(cfg), backbone)
+    q = enc.encode_queries(["a query about otters"]).sparse[0]
+    d = enc.encode_documents(["a document about otters", ""]).sparse
+    assert 0 < len(q) <= cfg.effective_max_active
+    assert 0 < len(d[0]) <= 5  # doc_max_terms
+    assert np.all(q.values < 2.5) and np.all(q.values > 0)  # tf(k2+1)/(tf+k2) < k2+1
+    raw = enc.sae.encode(enc.backbone.forward(["a query about otters"]).dense)
+    tf = raw.top_acts[raw.top_acts > 0].numpy()
+    np.testing.assert_allclose(np.sort(q.values), np.sort(tf * 2.5 / (tf + 1.5)), rtol=1e-5)
+
+
+def test_encode_states_equals_encode_documents(encoder, tmp_path):
+    from latentlex.states import encode_token_states
+
+    texts = ["Geneva Durben likes Quokkas.", "Another person likes Tapirs and Limes."]
+    st = encode_token_states(encoder.backbone, ["a", "b"], texts, tmp_path, progress=False)
+    from_states = encoder.encode_states(st)
+    direct = encoder.encode_documents(texts)
+    for i, doc_id in enumerate(st.doc_ids):
+        j = ["a", "b"].index(doc_id)
+        a, b = from_states.sparse[i], direct.sparse[j]
+        # fp16 token states: same terms, values within half-precision error
+        common = np.intersect1d(a.indices, b.indices)
+        assert len(common) >= 0.9 * max(len(a), len(b))
+        assert abs(a.dot(a) - b.dot(b)) / b.dot(b) < 0.02
