@@ -1,0 +1,608 @@
+"""The store protocol and the engine-neutral pieces both Qdrant engines share.
+
+A collection holds one point per document: a named dense vector (``"dense"``, cosine) and a
+named sparse vector (``"latent"``, ``modifier=IDF``: Qdrant multiplies
+``IDF = ln((N - n + 0.5) / (n + 0.5) + 1)`` in at query time, the caller stores
+BM25-saturated document values). The payload is
+``{"doc_id": str, "text": str, "metadata": {...}, "hash": str}``; the point id is
+:func:`point_id` of the document id, so re-indexing a document updates it.
+
+A collection also records what wrote it (its *identity*: format version, SAE and backbone
+fingerprints, dense dimension, ``avgdl``, ...). :meth:`Store.open` compares it, and the
+schema, with what the caller expects and refuses a mismatch before anything is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, cast, runtime_checkable
+
+import numpy as np
+
+from latentlex.errors import CollectionMismatchError, ConfigError
+from latentlex.sparse import SparseVector
+from latentlex.store.filters import Filter
+
+__all__ = [
+    "FORMAT_VERSION",
+    "POINT_NAMESPACE",
+    "AsyncStore",
+    "CollectionSpec",
+    "Fusion",
+    "Hit",
+    "PointRecord",
+    "SearchRequest",
+    "Store",
+    "ThreadedAsyncMixin",
+    "point_id",
+]
+
+#: Version of the on-disk/collection layout this code writes. Collections written by a newer
+#: version are refused on open.
+FORMAT_VERSION = 1
+#: Namespace of the UUIDv5 point ids (fixed forever: changing it orphans every collection).
+POINT_NAMESPACE = uuid.UUID("5b0c3a5e-6c1d-5d1e-9a4f-1a7e27e1e7e1")
+#: Key of the latentlex record in collection metadata / the edge sidecar.
+META_KEY = "latentlex"
+
+
+def point_id(doc_id: str) -> str:
+    """The Qdrant point id of a document id: ``str(uuid5(POINT_NAMESPACE, doc_id))``.
+
+    Example:
+        >>> point_id("a") == point_id("a") != point_id("b")
+        True
+    """
+    if not isinstance(doc_id, str):
+        raise TypeError(f"doc_id must be a str, got {type(doc_id).__name__}")
+    return str(uuid.uuid5(POINT_NAMESPACE, doc_id))
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    """What a collection must look like.
+
+    Attributes:
+        name: Collection name (overrides the store's default collection when non-empty).
+        dense_dim: Dimension of the dense vector.
+        identity: JSON-able record of what writes the collection (``format_version``,
+            ``sae_fingerprint``, ``backbone``, ``backbone_fingerprint``, ``dense_dim``,
+            ``avgdl``, ...). Compared key by key on open.
+        dense_name: Name of the dense vector.
+        sparse_name: Name of the sparse (latent-term) vector.
+        on_disk: Keep vectors and payload on disk (memory-mapped) instead of in RAM.
+    """
+
+    name: str
+    dense_dim: int
+    identity: dict[str, Any]
+    dense_name: str = "dense"
+    sparse_name: str = "latent"
+    on_disk: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.dense_dim, bool) or not isinstance(self.dense_dim, int):
+            raise ConfigError(f"dense_dim must be an int, got {self.dense_dim!r}")
+        if not 1 <= self.dense_dim <= 65536:
+            raise ConfigError(f"dense_dim must lie in [1, 65536], got {self.dense_dim}")
+        if not self.dense_name or not self.sparse_name or self.dense_name == self.sparse_name:
+            raise ConfigError("dense_name and sparse_name must be distinct non-empty strings")
+        try:
+            json.dumps(self.identity, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"identity must be JSON-serialisable: {e}") from e
+
+
+@dataclass
+class PointRecord:
+    """One document as stored.
+
+    ``dense`` comes back unit-normalised from :meth:`Store.get` (cosine collections store
+    normalised vectors).
+    """
+
+    doc_id: str
+    dense: np.ndarray | None
+    sparse: SparseVector | None
+    text: str
+    metadata: dict[str, Any]
+    hash: str = ""
+
+
+@dataclass
+class Hit:
+    """One search result.
+
+    ``score`` is the fused score (or the leg's own score in ``dense``/``sparse`` mode). The leg
+    fields tell where the document stood in each leg's prefetch list (rank 1 = best); they are
+    ``None`` when it was not in that list, or when legs were not asked for.
+    """
+
+    doc_id: str
+    score: float
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    dense_score: float | None = None
+    sparse_score: float | None = None
+    dense_rank: int | None = None
+    sparse_rank: int | None = None
+
+
+class Fusion(str, Enum):
+    """How the dense and sparse legs are fused (always inside Qdrant).
+
+    - ``RRF``: reciprocal rank fusion as Qdrant computes it, ``Σ_leg 1 / (rank / w_leg +
+      rrf_k − 1)`` with 1-based ranks in each leg's prefetch list (unweighted:
+      ``1 / (rrf_k + rank − 1)``); weighted RRF when the weights are not both 1.
+    - ``DBSF``: distribution-based score fusion (each leg's scores mapped by
+      ``(s − (μ − 3σ)) / 6σ``, sample σ, then summed); takes no weights.
+    - ``WEIGHTED``: ``w_dense · dense_score + w_sparse · sparse_score`` (a Qdrant formula over
+      the two prefetches; a missing leg counts 0). The raw scales differ (cosine vs. BM25), so
+      choose the weights accordingly.
+    """
+
+    RRF = "rrf"
+    DBSF = "dbsf"
+    WEIGHTED = "weighted"
+
+
+_MODES = ("hybrid", "dense", "sparse")
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One query.
+
+    Attributes:
+        dense: Query dense vector (required for ``hybrid`` and ``dense`` modes).
+        sparse: Query latent-term weights (required for ``hybrid`` and ``sparse`` modes).
+        k: Number of hits.
+        mode: ``"hybrid"``, ``"dense"`` or ``"sparse"``.
+        fusion: Fusion method for ``hybrid``.
+        weights: ``(dense, sparse)`` weights for weighted RRF and ``WEIGHTED``.
+        rrf_k: The RRF rank constant.
+        prefetch_limit: Candidates each leg contributes to the fusion; ``None`` means
+            ``max(50, 5 * k)``.
+        filter: A neutral filter mapping (see :mod:`latentlex.store.filters`) or a native filter;
+            applied to both legs.
+        with_legs: Attach each hit's leg scores and ranks (runs the two legs alone in the same
+            batch as the fused query).
+    """
+
+    dense: np.ndarray | None
+    sparse: SparseVector | None
+    k: int = 10
+    mode: str = "hybrid"
+    fusion: Fusion = Fusion.RRF
+    weights: tuple[float, float] = (1.0, 1.0)
+    rrf_k: int = 60
+    prefetch_limit: int | None = None
+    filter: Filter | None = None
+    with_legs: bool = True
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ConfigError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        object.__setattr__(self, "fusion", Fusion(self.fusion))
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"k must be a positive int, got {self.k!r}")
+        if self.prefetch_limit is not None and self.prefetch_limit < 1:
+            raise ConfigError(f"prefetch_limit must be positive, got {self.prefetch_limit}")
+        if self.rrf_k < 1:
+            raise ConfigError(f"rrf_k must be positive, got {self.rrf_k}")
+        if len(self.weights) != 2 or not all(math.isfinite(float(w)) for w in self.weights):
+            raise ConfigError(
+                f"weights must be two finite floats (dense, sparse), got {self.weights}"
+            )
+        if self.mode in ("hybrid", "dense") and self.dense is None:
+            raise ConfigError(f"mode {self.mode!r} needs a dense query vector")
+        if self.mode in ("hybrid", "sparse") and self.sparse is None:
+            raise ConfigError(f"mode {self.mode!r} needs a sparse query vector")
+        if (
+            self.mode == "hybrid"
+            and self.fusion is Fusion.DBSF
+            and tuple(self.weights) != (1.0, 1.0)
+        ):
+            raise ConfigError(
+                "DBSF fusion takes no weights in Qdrant; use Fusion.RRF (weighted RRF) or "
+                "Fusion.WEIGHTED"
+            )
+
+    @property
+    def candidates(self) -> int:
+        """Candidates per leg: ``prefetch_limit`` or ``max(50, 5 * k)``."""
+        return self.prefetch_limit if self.prefetch_limit is not None else max(50, 5 * self.k)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A Qdrant collection holding dense + latent-term vectors (sync API)."""
+
+    def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
+        """Create the collection if missing, else validate it; ``recreate`` drops it first."""
+        ...
+
+    def identity(self) -> dict[str, Any] | None:
+        """The identity record of the open collection."""
+        ...
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Insert or update; returns once durable. Duplicate doc ids: the last one wins."""
+        ...
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete documents by id (missing ids are ignored)."""
+        ...
+
+    def delete_where(self, filter: Filter) -> None:
+        """Delete the documents a (non-empty) filter matches."""
+        ...
+
+    def get(self, doc_ids: Sequence[str]) -> list[PointRecord]:
+        """The stored documents, with vectors, in the order asked (missing ids skipped)."""
+        ...
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Exact number of documents (matching ``filter``)."""
+        ...
+
+    def hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """``doc_id -> content hash`` of the documents present."""
+        ...
+
+    def index_field(self, key: str, kind: str) -> None:
+        """Build a payload index on a metadata key (speeds up filters on it)."""
+        ...
+
+    def search(self, req: SearchRequest) -> list[Hit]:
+        """Run one query."""
+        ...
+
+    def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Run several queries in one engine batch."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """The async twins of :class:`Store` (same semantics, coroutines prefixed with ``a``)."""
+
+    async def aopen(self, spec: CollectionSpec, *, recreate: bool = False) -> None: ...
+    async def aidentity(self) -> dict[str, Any] | None: ...
+    async def aupsert(self, points: Sequence[PointRecord]) -> None: ...
+    async def adelete(self, doc_ids: Sequence[str]) -> None: ...
+    async def adelete_where(self, filter: Filter) -> None: ...
+    async def aget(self, doc_ids: Sequence[str]) -> list[PointRecord]: ...
+    async def acount(self, filter: Filter | None = None) -> int: ...
+    async def ahashes(self, doc_ids: Sequence[str]) -> dict[str, str]: ...
+    async def aindex_field(self, key: str, kind: str) -> None: ...
+    async def asearch(self, req: SearchRequest) -> list[Hit]: ...
+    async def asearch_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]: ...
+    async def aclose(self) -> None: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers shared by the engines
+# ----------------------------------------------------------------------------------------------
+
+
+#: Payload index kinds accepted by ``index_field``.
+INDEX_KINDS = ("keyword", "integer", "float", "bool", "datetime")
+
+
+def index_target(key: str, kind: str) -> str:
+    """The payload path of a metadata key to index; validates ``kind``."""
+    from latentlex.store.filters import METADATA_FIELD
+
+    if kind not in INDEX_KINDS:
+        raise ConfigError(f"index kind must be one of {INDEX_KINDS}, got {kind!r}")
+    if not isinstance(key, str) or not key or key == "doc_id":
+        raise ConfigError(f"index_field takes a metadata key, got {key!r}")
+    return f"{METADATA_FIELD}.{key}"
+
+
+def make_record(spec: CollectionSpec, identity: Mapping[str, Any]) -> dict[str, Any]:
+    """The record a collection keeps about itself (collection metadata / edge sidecar)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "dense_name": spec.dense_name,
+        "sparse_name": spec.sparse_name,
+        "dense_dim": spec.dense_dim,
+        "identity": json.loads(json.dumps(dict(identity))),
+    }
+
+
+def _rebuild_hint(name: str) -> str:
+    return (
+        f"Rebuild it: open a new collection name, or pass recreate=True to drop and rebuild "
+        f"{name!r} (this deletes its documents)."
+    )
+
+
+def check_record(name: str, stored: Any, spec: CollectionSpec) -> dict[str, Any]:
+    """Compare a collection's stored record with what ``spec`` expects; returns the record.
+
+    Raises:
+        CollectionMismatchError: no record, a newer format, or any differing key (all named).
+    """
+    if stored is None or not isinstance(stored, Mapping) or "identity" not in stored:
+        raise CollectionMismatchError(
+            f"collection {name!r} exists but carries no latentlex record (it was not written by "
+            f"latentlex, or its creation was interrupted). {_rebuild_hint(name)}"
+        )
+    version = stored.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CollectionMismatchError(
+            f"collection {name!r} was written by a newer latentlex (format_version {version!r}, "
+            f"this one reads up to {FORMAT_VERSION}). Upgrade latentlex, or {_rebuild_hint(name)}"
+        )
+    wanted = make_record(spec, spec.identity)
+    diffs: list[str] = []
+    for key in ("dense_name", "sparse_name", "dense_dim"):
+        if stored.get(key) != wanted[key]:
+            diffs.append(f"{key}: collection has {stored.get(key)!r}, expected {wanted[key]!r}")
+    have, want = stored.get("identity") or {}, wanted["identity"]
+    for key in sorted(set(have) | set(want)):
+        if have.get(key, "<absent>") != want.get(key, "<absent>"):
+            diffs.append(
+                f"identity.{key}: collection has {have.get(key, '<absent>')!r}, "
+                f"expected {want.get(key, '<absent>')!r}"
+            )
+    if diffs:
+        raise CollectionMismatchError(
+            f"collection {name!r} was written by something else: "
+            + "; ".join(diffs)
+            + f". {_rebuild_hint(name)}"
+        )
+    return dict(stored)
+
+
+def schema_mismatch(
+    name: str,
+    spec: CollectionSpec,
+    *,
+    dense: Mapping[str, tuple[int, str]],
+    sparse: Mapping[str, bool],
+) -> None:
+    """Check the engine's own schema of a collection.
+
+    Args:
+        name: Collection name (for the message).
+        spec: What is expected.
+        dense: ``vector name -> (size, distance name lower-case)``.
+        sparse: ``sparse vector name -> has the IDF modifier``.
+
+    Raises:
+        CollectionMismatchError: naming every difference.
+    """
+    diffs: list[str] = []
+    if spec.dense_name not in dense:
+        diffs.append(f"no dense vector {spec.dense_name!r} (has {sorted(dense)})")
+    else:
+        size, distance = dense[spec.dense_name]
+        if size != spec.dense_dim:
+            diffs.append(
+                f"dense vector {spec.dense_name!r} has dim {size}, expected {spec.dense_dim}"
+            )
+        if distance != "cosine":
+            diffs.append(
+                f"dense vector {spec.dense_name!r} uses {distance} distance, expected cosine"
+            )
+    if spec.sparse_name not in sparse:
+        diffs.append(f"no sparse vector {spec.sparse_name!r} (has {sorted(sparse)})")
+    elif not sparse[spec.sparse_name]:
+        diffs.append(f"sparse vector {spec.sparse_name!r} lacks modifier=IDF")
+    if diffs:
+        raise CollectionMismatchError(
+            f"collection {name!r} has the wrong schema: "
+            + "; ".join(diffs)
+            + f". {_rebuild_hint(name)}"
+        )
+
+
+def build_payload(rec: PointRecord) -> dict[str, Any]:
+    """The payload of a point; validates JSON-ability of the metadata.
+
+    Raises:
+        TypeError: a metadata value is not JSON-serialisable (the message names its key).
+    """
+    if not isinstance(rec.doc_id, str) or not rec.doc_id:
+        raise TypeError(f"doc_id must be a non-empty str, got {rec.doc_id!r}")
+    if not isinstance(rec.metadata, Mapping):
+        raise TypeError(
+            f"metadata of {rec.doc_id!r} must be a mapping, got {type(rec.metadata).__name__}"
+        )
+    for key, value in rec.metadata.items():
+        if not isinstance(key, str):
+            raise TypeError(f"metadata of {rec.doc_id!r}: key {key!r} is not a str")
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise TypeError(
+                f"metadata of {rec.doc_id!r}: value of key {key!r} is not JSON-serialisable "
+                f"({type(value).__name__}): {e}"
+            ) from None
+    return {
+        "doc_id": rec.doc_id,
+        "text": str(rec.text),
+        "metadata": dict(rec.metadata),
+        "hash": str(rec.hash),
+    }
+
+
+def prepare_points(points: Sequence[PointRecord], dense_dim: int) -> list[PointRecord]:
+    """Validate a batch before any write; duplicates collapse to the last occurrence.
+
+    Raises:
+        TypeError: bad doc id or metadata.
+        ConfigError: a vector of the wrong shape or with non-finite values, or a point with
+            neither vector.
+    """
+    last: dict[str, PointRecord] = {}
+    for rec in points:
+        build_payload(rec)
+        if rec.dense is None and rec.sparse is None:
+            raise ConfigError(f"point {rec.doc_id!r} has neither a dense nor a sparse vector")
+        if rec.dense is not None:
+            d = np.asarray(rec.dense)
+            if d.shape != (dense_dim,):
+                raise ConfigError(
+                    f"point {rec.doc_id!r}: dense vector has shape {d.shape}, "
+                    f"expected ({dense_dim},)"
+                )
+            if not np.all(np.isfinite(d)):
+                raise ConfigError(f"point {rec.doc_id!r}: dense vector has non-finite values")
+        if rec.sparse is not None and not np.all(np.isfinite(rec.sparse.values)):
+            raise ConfigError(f"point {rec.doc_id!r}: sparse vector has non-finite values")
+        last.pop(rec.doc_id, None)
+        last[rec.doc_id] = rec
+    return list(last.values())
+
+
+def records_in_order(
+    retrieved: Sequence[Any], doc_ids: Sequence[str], spec: CollectionSpec
+) -> list[PointRecord]:
+    """Engine records (``.payload``, ``.vector`` as a dict) to :class:`PointRecord` s, in the
+    order of ``doc_ids`` (ids not retrieved are skipped)."""
+    by_doc: dict[str, PointRecord] = {}
+    for r in retrieved:
+        p = r.payload or {}
+        vec = r.vector if isinstance(r.vector, dict) else {}
+        sp, dense = vec.get(spec.sparse_name), vec.get(spec.dense_name)
+        sparse = None if sp is None else SparseVector(np.asarray(sp.indices), np.asarray(sp.values))
+        rec = PointRecord(
+            doc_id=str(p.get("doc_id", "")),
+            dense=None if dense is None else np.asarray(dense, dtype=np.float32),
+            sparse=sparse,
+            text=str(p.get("text", "")),
+            metadata=dict(p.get("metadata") or {}),
+            hash=str(p.get("hash", "")),
+        )
+        by_doc[rec.doc_id] = rec
+    return [by_doc[d] for d in doc_ids if d in by_doc]
+
+
+def hashes_of(retrieved: Sequence[Any]) -> dict[str, str]:
+    """``doc_id -> hash`` from engine records retrieved with those two payload fields."""
+    out: dict[str, str] = {}
+    for r in retrieved:
+        p = r.payload or {}
+        out[str(p.get("doc_id", ""))] = str(p.get("hash", ""))
+    return out
+
+
+def hits_with_legs(
+    fused: Sequence[tuple[str, float, Mapping[str, Any] | None]],
+    req: SearchRequest,
+    dense_leg: Sequence[tuple[str, float]] | None,
+    sparse_leg: Sequence[tuple[str, float]] | None,
+) -> list[Hit]:
+    """Turn engine results into :class:`Hit` s, attaching leg scores and 1-based ranks.
+
+    Args:
+        fused: ``(point id, score, payload)`` of the final ranking.
+        req: The request (its mode decides which leg the final score belongs to).
+        dense_leg: ``(point id, score)`` of the dense leg alone, or ``None``.
+        sparse_leg: Same for the sparse leg.
+    """
+    d = {pid: (s, r) for r, (pid, s) in enumerate(dense_leg or (), start=1)}
+    s_ = {pid: (s, r) for r, (pid, s) in enumerate(sparse_leg or (), start=1)}
+    hits: list[Hit] = []
+    for rank, (pid, score, payload) in enumerate(fused, start=1):
+        p = payload or {}
+        hit = Hit(
+            doc_id=str(p.get("doc_id", "")),
+            score=float(score),
+            text=str(p.get("text", "")),
+            metadata=dict(p.get("metadata") or {}),
+        )
+        if req.with_legs:
+            if req.mode == "dense":
+                hit.dense_score, hit.dense_rank = float(score), rank
+            elif req.mode == "sparse":
+                hit.sparse_score, hit.sparse_rank = float(score), rank
+            else:
+                if pid in d:
+                    hit.dense_score, hit.dense_rank = float(d[pid][0]), d[pid][1]
+                if pid in s_:
+                    hit.sparse_score, hit.sparse_rank = float(s_[pid][0]), s_[pid][1]
+        hits.append(hit)
+    return hits
+
+
+def needs_legs(req: SearchRequest) -> bool:
+    """Whether the two legs must run alone beside the fused query."""
+    return req.with_legs and req.mode == "hybrid"
+
+
+def chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    """Split a sequence into consecutive pieces of at most ``size``."""
+    return [seq[i : i + size] for i in range(0, len(seq), size)]
+
+
+class ThreadedAsyncMixin:
+    """Adds the ``a``-prefixed twins, each running the sync method via :func:`asyncio.to_thread`.
+
+    Fit for engines that take concurrent calls from several threads (both Qdrant engines do).
+    """
+
+    def _sync(self) -> Store:
+        return cast("Store", self)
+
+    async def aopen(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
+        """Async :meth:`Store.open`."""
+        await asyncio.to_thread(self._sync().open, spec, recreate=recreate)
+
+    async def aidentity(self) -> dict[str, Any] | None:
+        """Async :meth:`Store.identity`."""
+        return await asyncio.to_thread(self._sync().identity)
+
+    async def aupsert(self, points: Sequence[PointRecord]) -> None:
+        """Async :meth:`Store.upsert`."""
+        await asyncio.to_thread(self._sync().upsert, points)
+
+    async def adelete(self, doc_ids: Sequence[str]) -> None:
+        """Async :meth:`Store.delete`."""
+        await asyncio.to_thread(self._sync().delete, doc_ids)
+
+    async def adelete_where(self, filter: Filter) -> None:
+        """Async :meth:`Store.delete_where`."""
+        await asyncio.to_thread(self._sync().delete_where, filter)
+
+    async def aget(self, doc_ids: Sequence[str]) -> list[PointRecord]:
+        """Async :meth:`Store.get`."""
+        return await asyncio.to_thread(self._sync().get, doc_ids)
+
+    async def acount(self, filter: Filter | None = None) -> int:
+        """Async :meth:`Store.count`."""
+        return await asyncio.to_thread(self._sync().count, filter)
+
+    async def ahashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """Async :meth:`Store.hashes`."""
+        return await asyncio.to_thread(self._sync().hashes, doc_ids)
+
+    async def aindex_field(self, key: str, kind: str) -> None:
+        """Async :meth:`Store.index_field`."""
+        await asyncio.to_thread(self._sync().index_field, key, kind)
+
+    async def asearch(self, req: SearchRequest) -> list[Hit]:
+        """Async :meth:`Store.search`."""
+        return await asyncio.to_thread(self._sync().search, req)
+
+    async def asearch_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Async :meth:`Store.search_batch`."""
+        return await asyncio.to_thread(self._sync().search_batch, reqs)
+
+    async def aclose(self) -> None:
+        """Async :meth:`Store.close`."""
+        await asyncio.to_thread(self._sync().close)

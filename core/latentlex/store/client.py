@@ -1,0 +1,782 @@
+"""Stores on ``qdrant-client``: a Qdrant server, cluster or Cloud by URL, or local mode.
+
+:class:`ClientStore` wraps ``QdrantClient`` (its ``a``-prefixed twins run in a worker thread);
+:class:`AsyncClientStore` wraps ``AsyncQdrantClient`` with the same methods as coroutines.
+The collection's identity record lives in Qdrant's collection metadata (server >= 1.16, and
+the client's local mode), under the key ``"latentlex"``.
+
+Local mode (``location=":memory:"`` or ``path=...``) is the client's pure-Python engine: exact
+and feature-complete for everything used here (RRF with k and weights, DBSF, formulas, IDF),
+but slow — use :class:`~latentlex.store.edge.EdgeStore` for an embedded collection of any size.
+
+Example:
+    >>> import numpy as np
+    >>> from latentlex.sparse import SparseVector
+    >>> from latentlex.store import ClientStore, CollectionSpec, PointRecord, SearchRequest
+    >>> store = ClientStore(location=":memory:")
+    >>> store.open(CollectionSpec("docs", dense_dim=2, identity={"format_version": 1}))
+    >>> store.upsert([PointRecord("a", np.array([1.0, 0.0]), SparseVector.from_dict({3: 1.0}),
+    ...                           "alpha", {})])
+    >>> store.count()
+    1
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from latentlex.errors import ConfigError, LatentLexError, StoreError
+from latentlex.store.base import (
+    META_KEY,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointRecord,
+    SearchRequest,
+    ThreadedAsyncMixin,
+    build_payload,
+    check_record,
+    chunks,
+    hashes_of,
+    hits_with_legs,
+    index_target,
+    make_record,
+    needs_legs,
+    point_id,
+    prepare_points,
+    records_in_order,
+    schema_mismatch,
+)
+from latentlex.store.filters import Filter, to_qdrant
+
+__all__ = ["AsyncClientStore", "ClientStore"]
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 256
+
+
+def _describe(e: Exception) -> str:
+    status = getattr(e, "status_code", None)
+    if status is not None:
+        content = getattr(e, "content", b"")
+        text = content.decode(errors="replace") if isinstance(content, bytes) else str(content)
+        return f"HTTP {status} {getattr(e, 'reason_phrase', '')}: {text[:500]}".strip()
+    return f"{type(e).__name__}: {e}"
+
+
+class _Core:
+    """Connection-independent half of the client stores: options, request builders, parsers."""
+
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        location: str | None,
+        path: str | None,
+        api_key: str | None,
+        https: bool | None,
+        prefer_grpc: bool,
+        collection: str,
+        shard_number: int | None,
+        replication_factor: int | None,
+        on_disk: bool,
+        quantization: Any,
+        timeout: float | None,
+        read_only: bool,
+        client_kwargs: dict[str, Any],
+    ) -> None:
+        if sum(x is not None for x in (url, location, path)) > 1:
+            raise ConfigError("give at most one of url, location and path")
+        self.collection = collection
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
+        self.on_disk = on_disk
+        self.quantization = quantization
+        self.read_only = read_only
+        self.local = (
+            path is not None
+            or location == ":memory:"
+            or (url is None and location is None and path is None)
+        )
+        if url is None and location is None and path is None:
+            location = ":memory:"
+        self.where = url or (f"local path {path}" if path else f"local {location}")
+        self.options: dict[str, Any] = {
+            "url": url,
+            "location": location,
+            "path": None if path is None else str(path),
+            "api_key": api_key,
+            "https": https,
+            "prefer_grpc": prefer_grpc,
+            "timeout": timeout,
+            **client_kwargs,
+        }
+        if path is not None:
+            # the async twins call from worker threads; calls are serialised by our lock
+            self.options["force_disable_check_same_thread"] = True
+        self.options = {k: v for k, v in self.options.items() if v is not None}
+        self.spec: CollectionSpec | None = None
+        self.record: dict[str, Any] | None = None
+
+    @contextlib.contextmanager
+    def errors(self, what: str) -> Iterator[None]:
+        """Turn client/transport exceptions into one clear :class:`StoreError`."""
+        try:
+            yield
+        except LatentLexError:
+            raise
+        except Exception as e:
+            name = type(e).__name__
+            if name in (
+                "ResponseHandlingException",
+                "ConnectError",
+                "ConnectTimeout",
+            ) or isinstance(e, (ConnectionError, TimeoutError)):
+                raise StoreError(
+                    f"cannot reach Qdrant at {self.where} ({what}): {e}; check the URL, the "
+                    f"server and the network"
+                ) from e
+            raise StoreError(f"Qdrant at {self.where}: {what} failed: {_describe(e)}") from e
+
+    # -- collection -----------------------------------------------------------------------------
+
+    def quantization_config(self) -> Any:
+        from qdrant_client import models
+
+        q = self.quantization
+        if q is None or not isinstance(q, str):
+            return q
+        if q in ("int8", "scalar"):
+            return models.ScalarQuantization(
+                scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+            )
+        if q == "binary":
+            return models.BinaryQuantization(
+                binary=models.BinaryQuantizationConfig(always_ram=True)
+            )
+        raise ConfigError(
+            f"quantization must be 'int8', 'binary', None or a qdrant config, got {q!r}"
+        )
+
+    def create_kwargs(self, spec: CollectionSpec) -> dict[str, Any]:
+        from qdrant_client import models
+
+        on_disk = spec.on_disk or self.on_disk
+        kwargs: dict[str, Any] = {
+            "collection_name": self.collection,
+            "vectors_config": {
+                spec.dense_name: models.VectorParams(
+                    size=spec.dense_dim, distance=models.Distance.COSINE, on_disk=on_disk or None
+                )
+            },
+            "sparse_vectors_config": {
+                spec.sparse_name: models.SparseVectorParams(
+                    index=models.SparseIndexParams(on_disk=on_disk or None),
+                    modifier=models.Modifier.IDF,
+                )
+            },
+            "metadata": {META_KEY: make_record(spec, spec.identity)},
+            "on_disk_payload": on_disk or None,
+            "shard_number": self.shard_number,
+            "replication_factor": self.replication_factor,
+            "quantization_config": self.quantization_config(),
+        }
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def validate(self, info: Any, spec: CollectionSpec) -> dict[str, Any]:
+        """Check a ``CollectionInfo`` against ``spec``; returns the stored record."""
+        from qdrant_client import models
+
+        params = info.config.params
+        vectors = params.vectors
+        if isinstance(vectors, models.VectorParams):
+            vectors = {"": vectors}
+        dense = {
+            n: (int(v.size), str(getattr(v.distance, "value", v.distance)).lower())
+            for n, v in (vectors or {}).items()
+        }
+        sparse = {
+            n: v.modifier == models.Modifier.IDF for n, v in (params.sparse_vectors or {}).items()
+        }
+        schema_mismatch(self.collection, spec, dense=dense, sparse=sparse)
+        metadata = getattr(info.config, "metadata", None) or {}
+        record = metadata.get(META_KEY)
+        return check_record(self.collection, record, spec)
+
+    @staticmethod
+    def has_record(info: Any) -> bool:
+        metadata = getattr(info.config, "metadata", None) or {}
+        return META_KEY in metadata
+
+    def no_metadata(self) -> StoreError:
+        return StoreError(
+            f"Qdrant at {self.where} did not keep the collection metadata latentlex records its "
+            f"identity in (needs Qdrant >= 1.16); upgrade the server"
+        )
+
+    def begin_open(self, spec: CollectionSpec, recreate: bool) -> None:
+        self.spec, self.record = None, None
+        self.collection = spec.name or self.collection
+        if self.read_only and recreate:
+            raise StoreError("recreate=True needs a writable store (read_only=False)")
+
+    def missing(self) -> StoreError:
+        return StoreError(
+            f"collection {self.collection!r} not found at {self.where} (read-only open); build "
+            f"it first, or check the collection name"
+        )
+
+    def writable(self) -> CollectionSpec:
+        spec = self.opened()
+        if self.read_only:
+            raise StoreError(f"collection {self.collection!r} was opened read-only")
+        return spec
+
+    def opened(self) -> CollectionSpec:
+        if self.spec is None:
+            raise StoreError("the store is not open: call open(spec) first")
+        return self.spec
+
+    # -- points ---------------------------------------------------------------------------------
+
+    def points(self, batch: Sequence[PointRecord], spec: CollectionSpec) -> list[Any]:
+        from qdrant_client import models
+
+        out = []
+        for rec in batch:
+            vector: dict[str, Any] = {}
+            if rec.dense is not None:
+                vector[spec.dense_name] = [float(x) for x in rec.dense]
+            if rec.sparse is not None and len(rec.sparse):
+                vector[spec.sparse_name] = rec.sparse.to_qdrant()
+            out.append(
+                models.PointStruct(
+                    id=point_id(rec.doc_id), vector=vector, payload=build_payload(rec)
+                )
+            )
+        return out
+
+    @staticmethod
+    def delete_where_selector(filter: Filter) -> Any:
+        from qdrant_client import models
+
+        if not filter:
+            raise ConfigError(
+                "delete_where needs a non-empty filter (refusing to delete everything)"
+            )
+        return models.FilterSelector(filter=to_qdrant(filter))
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def requests(self, req: SearchRequest, spec: CollectionSpec) -> list[Any]:
+        """The queries of one request: the final one, then the two legs alone if asked."""
+        from qdrant_client import models
+
+        flt = to_qdrant(req.filter)
+        dense_q = None if req.dense is None else [float(x) for x in req.dense]
+        sparse_q = None if req.sparse is None else req.sparse.to_qdrant()
+        if req.mode == "dense":
+            return [
+                models.QueryRequest(
+                    query=dense_q, using=spec.dense_name, filter=flt, limit=req.k, with_payload=True
+                )
+            ]
+        if req.mode == "sparse":
+            return [
+                models.QueryRequest(
+                    query=sparse_q,
+                    using=spec.sparse_name,
+                    filter=flt,
+                    limit=req.k,
+                    with_payload=True,
+                )
+            ]
+        n = req.candidates
+        prefetch = [
+            models.Prefetch(query=dense_q, using=spec.dense_name, filter=flt, limit=n),
+            models.Prefetch(query=sparse_q, using=spec.sparse_name, filter=flt, limit=n),
+        ]
+        w_dense, w_sparse = (float(w) for w in req.weights)
+        query: Any
+        if req.fusion is Fusion.RRF:
+            weights = None if (w_dense, w_sparse) == (1.0, 1.0) else [w_dense, w_sparse]
+            query = models.RrfQuery(rrf=models.Rrf(k=req.rrf_k, weights=weights))
+        elif req.fusion is Fusion.DBSF:
+            query = models.FusionQuery(fusion=models.Fusion.DBSF)
+        else:
+            query = models.FormulaQuery(
+                formula=models.SumExpression(
+                    sum=[
+                        models.MultExpression(mult=[w_dense, "$score[0]"]),
+                        models.MultExpression(mult=[w_sparse, "$score[1]"]),
+                    ]
+                ),
+                defaults={"$score[0]": 0.0, "$score[1]": 0.0},
+            )
+        out = [models.QueryRequest(prefetch=prefetch, query=query, limit=req.k, with_payload=True)]
+        if needs_legs(req):
+            out += [
+                models.QueryRequest(
+                    query=dense_q, using=spec.dense_name, filter=flt, limit=n, with_payload=False
+                ),
+                models.QueryRequest(
+                    query=sparse_q, using=spec.sparse_name, filter=flt, limit=n, with_payload=False
+                ),
+            ]
+        return out
+
+    @staticmethod
+    def hits(
+        reqs: Sequence[SearchRequest], plans: Sequence[Sequence[Any]], responses: Sequence[Any]
+    ) -> list[list[Hit]]:
+        out: list[list[Hit]] = []
+        pos = 0
+        for req, plan in zip(reqs, plans, strict=True):
+            res = responses[pos : pos + len(plan)]
+            pos += len(plan)
+            fused = [(str(p.id), float(p.score), p.payload) for p in res[0].points]
+            legs = [[(str(p.id), float(p.score)) for p in leg.points] for leg in res[1:]]
+            dense_leg, sparse_leg = (legs[0], legs[1]) if len(legs) == 2 else (None, None)
+            out.append(hits_with_legs(fused, req, dense_leg, sparse_leg))
+        return out
+
+
+_DOC = """
+    Args:
+        url: Server URL (``http://host:6333``, Qdrant Cloud URL, ...).
+        location: ``":memory:"`` for the client's in-memory local mode (also the default when
+            no url, location or path is given), or a URL.
+        path: Folder for the client's persisted local mode.
+        api_key: API key (Qdrant Cloud).
+        https: Force HTTPS on/off.
+        prefer_grpc: Use gRPC instead of REST.
+        collection: Collection used when the spec passed to ``open`` has an empty name.
+        shard_number: Shards of a new collection (cluster).
+        replication_factor: Replicas of a new collection (cluster).
+        on_disk: Vectors, sparse index and payload on disk (also ``CollectionSpec.on_disk``).
+        quantization: ``"int8"``, ``"binary"`` or a ``qdrant_client.models`` quantization
+            config for the dense vector of a new collection.
+        timeout: Request timeout in seconds.
+        read_only: Refuse writes, and refuse to create a missing collection.
+        client: Use this existing client instead of building one (options above that build a
+            client are then ignored).
+        **client_kwargs: Passed to the client constructor (e.g. ``check_compatibility=False``).
+"""
+
+
+class ClientStore(ThreadedAsyncMixin):
+    __doc__ = "A :class:`~latentlex.store.base.Store` on ``qdrant_client.QdrantClient``.\n" + _DOC
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        location: str | None = None,
+        path: str | None = None,
+        api_key: str | None = None,
+        https: bool | None = None,
+        prefer_grpc: bool = False,
+        collection: str = "latentlex",
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        on_disk: bool = False,
+        quantization: Any = None,
+        timeout: float | None = 10.0,
+        read_only: bool = False,
+        client: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
+        self._core = _Core(
+            url=url, location=location, path=path, api_key=api_key, https=https,
+            prefer_grpc=prefer_grpc, collection=collection, shard_number=shard_number,
+            replication_factor=replication_factor, on_disk=on_disk, quantization=quantization,
+            timeout=timeout, read_only=read_only, client_kwargs=client_kwargs,
+        )  # fmt: skip
+        # local mode is pure Python and not thread-safe: serialise it; servers take concurrency
+        self._lock: Any = (
+            threading.RLock() if self._core.local and client is None else contextlib.nullcontext()
+        )
+        self._owns_client = client is None
+        if client is not None:
+            self._client = client
+        else:
+            from qdrant_client import QdrantClient
+
+            with self._core.errors("connecting"):
+                self._client = QdrantClient(**self._core.options)
+
+    @property
+    def collection(self) -> str:
+        """Name of the (last) opened collection."""
+        return self._core.collection
+
+    @property
+    def client(self) -> Any:
+        """The underlying ``QdrantClient``."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"ClientStore({self._core.where!r}, collection={self.collection!r})"
+
+    def __enter__(self) -> ClientStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _call(self, what: str) -> Iterator[None]:
+        with self._lock, self._core.errors(what):
+            yield
+
+    def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
+        """Create the collection if missing, else validate it (see :meth:`Store.open`).
+
+        Raises:
+            CollectionMismatchError: the collection differs from ``spec`` (nothing is written).
+            StoreError: Qdrant is unreachable, or the collection is missing on a read-only store.
+        """
+        core = self._core
+        core.begin_open(spec, recreate)
+        name = core.collection
+        with self._call("checking the collection"):
+            exists = self._client.collection_exists(name)
+        if exists and recreate:
+            logger.info("dropping collection %r at %s", name, core.where)
+            with self._call("deleting the collection"):
+                self._client.delete_collection(name)
+            exists = False
+        created = False
+        if not exists:
+            if core.read_only:
+                raise core.missing()
+            try:
+                with self._call("creating the collection"):
+                    self._client.create_collection(**core.create_kwargs(spec))
+                created = True
+                logger.info("created collection %r at %s", name, core.where)
+            except StoreError:
+                with self._call("checking the collection"):
+                    if not self._client.collection_exists(name):
+                        raise
+                # created concurrently by someone else: validate theirs
+        with self._call("reading the collection"):
+            info = self._client.get_collection(name)
+        if created and not core.has_record(info):
+            with self._call("deleting the collection"):
+                self._client.delete_collection(name)
+            raise core.no_metadata()
+        core.spec, core.record = spec, core.validate(info, spec)
+
+    def identity(self) -> dict[str, Any] | None:
+        """The identity record of the open collection (``None`` before :meth:`open`)."""
+        rec = self._core.record
+        return None if rec is None else dict(rec["identity"])
+
+    def close(self) -> None:
+        """Close the client if this store built it (idempotent)."""
+        if self._owns_client:
+            with self._call("closing"):
+                self._client.close()
+        self._core.spec = None
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Insert or update documents; returns once Qdrant acknowledged (``wait=True``)."""
+        spec = self._core.writable()
+        batch = prepare_points(points, spec.dense_dim)
+        for part in chunks(batch, _BATCH):
+            structs = self._core.points(part, spec)
+            with self._call("upsert"):
+                self._client.upsert(self.collection, points=structs, wait=True)
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete documents by id (missing ids are ignored)."""
+        from qdrant_client import models
+
+        self._core.writable()
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            with self._call("delete"):
+                self._client.delete(
+                    self.collection, models.PointIdsList(points=list(part)), wait=True
+                )
+
+    def delete_where(self, filter: Filter) -> None:
+        """Delete the documents a non-empty filter matches."""
+        self._core.writable()
+        selector = self._core.delete_where_selector(filter)
+        with self._call("delete_where"):
+            self._client.delete(self.collection, selector, wait=True)
+
+    def index_field(self, key: str, kind: str) -> None:
+        """Build a payload index on a metadata key (``kind``: keyword, integer, float, bool,
+        datetime). A no-op in local mode."""
+        from qdrant_client import models
+
+        self._core.writable()
+        path = index_target(key, kind)
+        if self._core.local:
+            return  # local mode scans payloads anyway (and warns on payload indexes)
+        with self._call(f"indexing {path}"):
+            self._client.create_payload_index(
+                self.collection, path, field_schema=models.PayloadSchemaType(kind), wait=True
+            )
+
+    def get(self, doc_ids: Sequence[str]) -> list[PointRecord]:
+        """Stored documents with vectors, in the order asked; missing ids are skipped."""
+        spec = self._core.opened()
+        with self._call("retrieve"):
+            recs = self._client.retrieve(
+                self.collection,
+                [point_id(d) for d in doc_ids],
+                with_payload=True,
+                with_vectors=True,
+            )
+        return records_in_order(recs, doc_ids, spec)
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Exact number of documents (matching ``filter``)."""
+        self._core.opened()
+        flt = to_qdrant(filter)
+        with self._call("count"):
+            return int(self._client.count(self.collection, count_filter=flt, exact=True).count)
+
+    def hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """``doc_id -> content hash`` of the documents present."""
+        self._core.opened()
+        out: dict[str, str] = {}
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            with self._call("retrieve"):
+                recs = self._client.retrieve(
+                    self.collection, list(part), with_payload=["doc_id", "hash"], with_vectors=False
+                )
+            out.update(hashes_of(recs))
+        return out
+
+    def search(self, req: SearchRequest) -> list[Hit]:
+        """Run one query; fusion happens in Qdrant."""
+        return self.search_batch([req])[0]
+
+    def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Run several queries (with their legs) in one ``query_batch_points`` call."""
+        spec = self._core.opened()
+        if not reqs:
+            return []
+        plans = [self._core.requests(r, spec) for r in reqs]
+        with self._call("query"):
+            responses = self._client.query_batch_points(
+                self.collection, requests=[q for plan in plans for q in plan]
+            )
+        return self._core.hits(reqs, plans, responses)
+
+
+class AsyncClientStore:
+    __doc__ = (
+        "The :class:`ClientStore` API as coroutines, on ``qdrant_client.AsyncQdrantClient``.\n\n"
+        "Every method is a coroutine under its plain name (``await store.search(req)``) and under "
+        "the ``a``-prefixed name of :class:`~latentlex.store.base.AsyncStore` "
+        "(``await store.asearch(req)``).\n" + _DOC
+    )
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        location: str | None = None,
+        path: str | None = None,
+        api_key: str | None = None,
+        https: bool | None = None,
+        prefer_grpc: bool = False,
+        collection: str = "latentlex",
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
+        on_disk: bool = False,
+        quantization: Any = None,
+        timeout: float | None = 10.0,
+        read_only: bool = False,
+        client: Any = None,
+        **client_kwargs: Any,
+    ) -> None:
+        self._core = _Core(
+            url=url, location=location, path=path, api_key=api_key, https=https,
+            prefer_grpc=prefer_grpc, collection=collection, shard_number=shard_number,
+            replication_factor=replication_factor, on_disk=on_disk, quantization=quantization,
+            timeout=timeout, read_only=read_only, client_kwargs=client_kwargs,
+        )  # fmt: skip
+        self._owns_client = client is None
+        if client is not None:
+            self._client = client
+        else:
+            from qdrant_client import AsyncQdrantClient
+
+            with self._core.errors("connecting"):
+                self._client = AsyncQdrantClient(**self._core.options)
+
+    @property
+    def collection(self) -> str:
+        """Name of the (last) opened collection."""
+        return self._core.collection
+
+    @property
+    def client(self) -> Any:
+        """The underlying ``AsyncQdrantClient``."""
+        return self._client
+
+    def __repr__(self) -> str:
+        return f"AsyncClientStore({self._core.where!r}, collection={self.collection!r})"
+
+    async def __aenter__(self) -> AsyncClientStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
+        """Async :meth:`ClientStore.open`."""
+        core = self._core
+        core.begin_open(spec, recreate)
+        name = core.collection
+        with core.errors("checking the collection"):
+            exists = await self._client.collection_exists(name)
+        if exists and recreate:
+            with core.errors("deleting the collection"):
+                await self._client.delete_collection(name)
+            exists = False
+        created = False
+        if not exists:
+            if core.read_only:
+                raise core.missing()
+            try:
+                with core.errors("creating the collection"):
+                    await self._client.create_collection(**core.create_kwargs(spec))
+                created = True
+            except StoreError:
+                with core.errors("checking the collection"):
+                    if not await self._client.collection_exists(name):
+                        raise
+        with core.errors("reading the collection"):
+            info = await self._client.get_collection(name)
+        if created and not core.has_record(info):
+            with core.errors("deleting the collection"):
+                await self._client.delete_collection(name)
+            raise core.no_metadata()
+        core.spec, core.record = spec, core.validate(info, spec)
+
+    async def identity(self) -> dict[str, Any] | None:
+        """The identity record of the open collection (``None`` before :meth:`open`)."""
+        rec = self._core.record
+        return None if rec is None else dict(rec["identity"])
+
+    async def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Async :meth:`ClientStore.upsert`."""
+        spec = self._core.writable()
+        batch = prepare_points(points, spec.dense_dim)
+        for part in chunks(batch, _BATCH):
+            structs = self._core.points(part, spec)
+            with self._core.errors("upsert"):
+                await self._client.upsert(self.collection, points=structs, wait=True)
+
+    async def delete(self, doc_ids: Sequence[str]) -> None:
+        """Async :meth:`ClientStore.delete`."""
+        from qdrant_client import models
+
+        self._core.writable()
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            with self._core.errors("delete"):
+                await self._client.delete(
+                    self.collection, models.PointIdsList(points=list(part)), wait=True
+                )
+
+    async def delete_where(self, filter: Filter) -> None:
+        """Async :meth:`ClientStore.delete_where`."""
+        self._core.writable()
+        selector = self._core.delete_where_selector(filter)
+        with self._core.errors("delete_where"):
+            await self._client.delete(self.collection, selector, wait=True)
+
+    async def index_field(self, key: str, kind: str) -> None:
+        """Async :meth:`ClientStore.index_field`."""
+        from qdrant_client import models
+
+        self._core.writable()
+        path = index_target(key, kind)
+        if self._core.local:
+            return  # local mode scans payloads anyway (and warns on payload indexes)
+        with self._core.errors(f"indexing {path}"):
+            await self._client.create_payload_index(
+                self.collection, path, field_schema=models.PayloadSchemaType(kind), wait=True
+            )
+
+    async def get(self, doc_ids: Sequence[str]) -> list[PointRecord]:
+        """Async :meth:`ClientStore.get`."""
+        spec = self._core.opened()
+        with self._core.errors("retrieve"):
+            recs = await self._client.retrieve(
+                self.collection,
+                [point_id(d) for d in doc_ids],
+                with_payload=True,
+                with_vectors=True,
+            )
+        return records_in_order(recs, doc_ids, spec)
+
+    async def count(self, filter: Filter | None = None) -> int:
+        """Async :meth:`ClientStore.count`."""
+        self._core.opened()
+        flt = to_qdrant(filter)
+        with self._core.errors("count"):
+            res = await self._client.count(self.collection, count_filter=flt, exact=True)
+        return int(res.count)
+
+    async def hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """Async :meth:`ClientStore.hashes`."""
+        self._core.opened()
+        out: dict[str, str] = {}
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            with self._core.errors("retrieve"):
+                recs = await self._client.retrieve(
+                    self.collection, list(part), with_payload=["doc_id", "hash"], with_vectors=False
+                )
+            out.update(hashes_of(recs))
+        return out
+
+    async def search(self, req: SearchRequest) -> list[Hit]:
+        """Async :meth:`ClientStore.search`."""
+        return (await self.search_batch([req]))[0]
+
+    async def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Async :meth:`ClientStore.search_batch`."""
+        spec = self._core.opened()
+        if not reqs:
+            return []
+        plans = [self._core.requests(r, spec) for r in reqs]
+        with self._core.errors("query"):
+            responses = await self._client.query_batch_points(
+                self.collection, requests=[q for plan in plans for q in plan]
+            )
+        return self._core.hits(reqs, plans, responses)
+
+    async def close(self) -> None:
+        """Close the client if this store built it (idempotent)."""
+        if self._owns_client:
+            with self._core.errors("closing"):
+                await self._client.close()
+        self._core.spec = None
+
+    # the AsyncStore names
+    aopen = open
+    aidentity = identity
+    aupsert = upsert
+    adelete = delete
+    adelete_where = delete_where
+    aindex_field = index_field
+    aget = get
+    acount = count
+    ahashes = hashes
+    asearch = search
+    asearch_batch = search_batch
+    aclose = close

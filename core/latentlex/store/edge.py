@@ -1,0 +1,489 @@
+"""The embedded default store: Qdrant's own engine in-process (``qdrant-edge``).
+
+Layout under ``path``: one folder per collection, holding
+
+- ``shard/``: the ``qdrant_edge.EdgeShard`` (segments, WAL, ``edge_config.json``);
+- ``latentlex.json``: the collection's identity record (edge shards have no collection
+  metadata, so it lives in this sidecar, written atomically *before* the shard is created);
+- ``.lock``: an advisory lock held while a store has the collection open, so a second
+  process (or a second store in this process) gets a clear :class:`StoreError` instead of
+  the engine's WAL error.
+
+The engine takes concurrent calls: many threads may search while one upserts (measured; no
+Python-side lock). Every write is flushed before it returns.
+
+Example:
+    >>> import numpy as np, tempfile
+    >>> from latentlex.sparse import SparseVector
+    >>> from latentlex.store import CollectionSpec, EdgeStore, PointRecord, SearchRequest
+    >>> store = EdgeStore(tempfile.mkdtemp())
+    >>> store.open(CollectionSpec("docs", dense_dim=2, identity={"format_version": 1}))
+    >>> store.upsert([PointRecord("a", np.array([1.0, 0.0]), SparseVector.from_dict({3: 1.0}),
+    ...                           "alpha", {"lang": "en"})])
+    >>> [h.doc_id for h in store.search(SearchRequest(np.array([1.0, 0.0]),
+    ...                                               SparseVector.from_dict({3: 1.0})))]
+    ['a']
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from latentlex.errors import ConfigError, LatentLexError, StoreError
+from latentlex.store.base import (
+    META_KEY,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointRecord,
+    SearchRequest,
+    ThreadedAsyncMixin,
+    build_payload,
+    check_record,
+    chunks,
+    hashes_of,
+    hits_with_legs,
+    index_target,
+    make_record,
+    needs_legs,
+    point_id,
+    prepare_points,
+    records_in_order,
+    schema_mismatch,
+)
+from latentlex.store.filters import Filter, to_edge
+
+try:  # POSIX advisory locks; elsewhere the engine's own WAL lock still refuses a 2nd opener
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["EdgeStore"]
+
+logger = logging.getLogger(__name__)
+
+SIDECAR = "latentlex.json"
+SHARD_DIR = "shard"
+LOCK_FILE = ".lock"
+_BATCH = 512
+
+
+@contextlib.contextmanager
+def _engine(what: str) -> Iterator[None]:
+    """Turn the engine's bare exceptions into one clear :class:`StoreError`."""
+    try:
+        yield
+    except LatentLexError:
+        raise
+    except Exception as e:
+        raise StoreError(f"edge store: {what} failed: {e}") from e
+
+
+def _check_name(name: str) -> str:
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ConfigError(f"invalid collection name {name!r}: use a plain folder name")
+    return name
+
+
+class EdgeStore(ThreadedAsyncMixin):
+    """A :class:`~latentlex.store.base.Store` on ``qdrant_edge.EdgeShard``, persisted at ``path``.
+
+    Args:
+        path: Folder holding the collections (created if missing).
+        collection: Collection used when the spec passed to :meth:`open` has an empty name.
+        read_only: Refuse writes, and refuse to create a missing collection.
+        on_disk: Keep vectors and payload memory-mapped on disk instead of in RAM (also set
+            by ``CollectionSpec.on_disk``); only used when creating.
+        max_search_threads: Size of the engine's search thread pool (``None``: per CPU).
+        flush: Flush after every write (acknowledged = durable). Turn off only for bulk loads
+            that call :meth:`flush` themselves.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        collection: str = "latentlex",
+        *,
+        read_only: bool = False,
+        on_disk: bool = False,
+        max_search_threads: int | None = None,
+        flush: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        self.collection = collection
+        self.read_only = read_only
+        self.on_disk = on_disk
+        self.max_search_threads = max_search_threads
+        self.auto_flush = flush
+        self._shard: Any = None
+        self._spec: CollectionSpec | None = None
+        self._record: dict[str, Any] | None = None
+        self._lock_fd: int | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._shard is not None else "closed"
+        return f"EdgeStore(path={str(self.path)!r}, collection={self.collection!r}, {state})"
+
+    def __enter__(self) -> EdgeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _folder(self) -> Path:
+        return self.path / self.collection
+
+    def _lock(self, folder: Path) -> None:
+        if fcntl is None:
+            return
+        lock_path = folder / LOCK_FILE
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            if self.read_only:
+                return  # a read-only medium: nobody can write there anyway
+            raise StoreError(f"cannot create {lock_path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(
+                f"collection {self.collection!r} at {folder} is already open in another process "
+                f"(or another store in this one); close it first — an embedded edge collection "
+                f"has one user at a time (use a Qdrant server via ClientStore to share it)"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def _edge_config(self, spec: CollectionSpec) -> Any:
+        import qdrant_edge as qe
+
+        on_disk = spec.on_disk or self.on_disk
+        memory = qe.Memory.Cold if on_disk else None
+        return qe.EdgeConfig(
+            vectors={
+                spec.dense_name: qe.EdgeVectorParams(
+                    size=spec.dense_dim, distance=qe.Distance.Cosine, memory=memory
+                )
+            },
+            sparse_vectors={
+                spec.sparse_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=memory)
+            },
+            payload_memory=qe.Memory.Cold if on_disk else qe.Memory.Cached,
+            max_search_threads=self.max_search_threads,
+            # let optimize() vacuum segments of any size (the default skips those under 1000
+            # vectors), so that deleted points leave the IDF statistics once it has run
+            optimizers=qe.EdgeOptimizersConfig(vacuum_min_vector_number=1),
+        )
+
+    def _validate_existing(self, folder: Path, spec: CollectionSpec) -> dict[str, Any]:
+        """Check the engine schema and the sidecar record; returns the record."""
+        shard = folder / SHARD_DIR
+        try:
+            cfg = json.loads((shard / "edge_config.json").read_text())
+            dense = {
+                n: (int(v["size"]), str(v.get("distance", "")).lower())
+                for n, v in (cfg.get("vectors") or {}).items()
+            }
+            sparse = {
+                n: str((v or {}).get("modifier", "")).lower() == "idf"
+                for n, v in (cfg.get("sparse_vectors") or {}).items()
+            }
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            logger.debug("edge_config.json of %s unreadable (%s); relying on the sidecar", shard, e)
+        else:
+            schema_mismatch(self.collection, spec, dense=dense, sparse=sparse)
+        try:
+            record = json.loads((folder / SIDECAR).read_text())[META_KEY]
+        except FileNotFoundError:
+            record = None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StoreError(f"cannot read {folder / SIDECAR}: {e}") from None
+        return check_record(self.collection, record, spec)
+
+    def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
+        """Create the collection if missing, else validate it (see :meth:`Store.open`).
+
+        Raises:
+            CollectionMismatchError: the collection differs from ``spec`` (nothing is written).
+            StoreError: the path is not writable, the collection is missing on a read-only
+                store, or another process has it open.
+        """
+        import qdrant_edge as qe
+
+        self.close()
+        self.collection = _check_name(spec.name or self.collection)
+        folder = self._folder()
+        shard_dir = folder / SHARD_DIR
+        if self.read_only and recreate:
+            raise StoreError("recreate=True needs a writable store (read_only=False)")
+        if self.read_only and not (shard_dir / "edge_config.json").exists():
+            raise StoreError(
+                f"collection {self.collection!r} not found at {folder} (read-only open); build it "
+                f"first, or check the path and collection name"
+            )
+        if not self.read_only:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreError(
+                    f"cannot create the collection folder {folder}: {e.strerror or e}; "
+                    f"choose a writable path"
+                ) from None
+        self._lock(folder)
+        try:
+            if recreate:
+                logger.info("dropping edge collection %r at %s", self.collection, folder)
+                shutil.rmtree(shard_dir, ignore_errors=True)
+                (folder / SIDECAR).unlink(missing_ok=True)
+            exists = shard_dir.is_dir() and any(shard_dir.iterdir())
+            if exists:
+                record = self._validate_existing(folder, spec)
+                with _engine(f"loading {shard_dir}"):
+                    self._shard = qe.EdgeShard.load(str(shard_dir))
+            else:
+                record = make_record(spec, spec.identity)
+                tmp = folder / (SIDECAR + ".tmp")
+                try:
+                    tmp.write_text(json.dumps({META_KEY: record}, indent=1, sort_keys=True))
+                    os.replace(tmp, folder / SIDECAR)
+                except OSError as e:
+                    raise StoreError(
+                        f"cannot write {folder / SIDECAR}: {e.strerror or e}"
+                    ) from None
+                with _engine(f"creating {shard_dir}"):
+                    self._shard = qe.EdgeShard.create(str(shard_dir), self._edge_config(spec))
+                logger.info("created edge collection %r at %s", self.collection, folder)
+        except BaseException:
+            self._unlock()
+            raise
+        self._spec, self._record = spec, record
+
+    def close(self) -> None:
+        """Flush and release the shard and the lock (idempotent)."""
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            with _engine("closing"):
+                try:
+                    if not self.read_only:
+                        shard.flush()
+                finally:
+                    shard.close()
+        self._unlock()
+
+    def identity(self) -> dict[str, Any] | None:
+        """The identity record of the open collection (``None`` before :meth:`open`)."""
+        return None if self._record is None else dict(self._record["identity"])
+
+    def _open_shard(self) -> Any:
+        if self._shard is None:
+            raise StoreError("the edge store is not open: call open(spec) first")
+        return self._shard
+
+    def _writable(self) -> tuple[Any, CollectionSpec]:
+        shard = self._open_shard()
+        if self.read_only:
+            raise StoreError(f"collection {self.collection!r} was opened read-only")
+        assert self._spec is not None
+        return shard, self._spec
+
+    def flush(self) -> None:
+        """Persist pending writes (only needed with ``flush=False``)."""
+        with _engine("flush"):
+            self._open_shard().flush()
+
+    def optimize(self) -> bool:
+        """Run the segment optimizers now; blocks; returns whether anything changed.
+
+        Builds indexes and vacuums segments with >= 20 % deleted points. Until a segment is
+        vacuumed the engine's IDF statistics still count its deleted points (updates are
+        counted right away), so run this after large deletions."""
+        shard, _ = self._writable()
+        with _engine("optimize"):
+            return bool(shard.optimize())
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def _point(self, rec: PointRecord, spec: CollectionSpec) -> Any:
+        import qdrant_edge as qe
+
+        vector: dict[str, Any] = {}
+        if rec.dense is not None:
+            vector[spec.dense_name] = [float(x) for x in rec.dense]
+        if rec.sparse is not None and len(rec.sparse):
+            vector[spec.sparse_name] = rec.sparse.to_edge()
+        return qe.Point(point_id(rec.doc_id), vector, build_payload(rec))
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        """Insert or update documents; durable on return. See :meth:`Store.upsert`.
+
+        An empty sparse vector is stored as no sparse vector (the engine would not count it
+        in IDF statistics either way).
+        """
+        import qdrant_edge as qe
+
+        shard, spec = self._writable()
+        batch = prepare_points(points, spec.dense_dim)
+        for part in chunks(batch, _BATCH):
+            pts = [self._point(rec, spec) for rec in part]
+            with _engine("upsert"):
+                shard.update(qe.UpdateOperation.upsert_points(pts))
+        self._after_write(shard)
+
+    def _after_write(self, shard: Any) -> None:
+        if self.auto_flush:
+            with _engine("flush"):
+                shard.flush()
+
+    def delete(self, doc_ids: Sequence[str]) -> None:
+        """Delete documents by id (missing ids are ignored)."""
+        import qdrant_edge as qe
+
+        shard, _ = self._writable()
+        ids = [point_id(d) for d in doc_ids]
+        for part in chunks(ids, 4096):
+            with _engine("delete"):
+                shard.update(qe.UpdateOperation.delete_points(list(part)))
+        self._after_write(shard)
+
+    def delete_where(self, filter: Filter) -> None:
+        """Delete the documents a non-empty filter matches."""
+        import qdrant_edge as qe
+
+        shard, _ = self._writable()
+        if not filter:
+            raise ConfigError(
+                "delete_where needs a non-empty filter (refusing to delete everything)"
+            )
+        with _engine("delete_where"):
+            shard.update(qe.UpdateOperation.delete_points_by_filter(to_edge(filter)))
+        self._after_write(shard)
+
+    def index_field(self, key: str, kind: str) -> None:
+        """Build a payload index on a metadata key (``kind``: keyword, integer, float, bool,
+        datetime). Filtered dense searches scan every point without one."""
+        import qdrant_edge as qe
+
+        shard, _ = self._writable()
+        path = index_target(key, kind)
+        schema = getattr(qe.PayloadSchemaType, kind.capitalize())
+        with _engine(f"indexing {path}"):
+            shard.update(qe.UpdateOperation.create_field_index(path, schema))
+        self._after_write(shard)
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def get(self, doc_ids: Sequence[str]) -> list[PointRecord]:
+        """Stored documents with vectors, in the order asked; missing ids are skipped."""
+        shard = self._open_shard()
+        spec = self._spec
+        assert spec is not None
+        with _engine("retrieve"):
+            recs = shard.retrieve([point_id(d) for d in doc_ids], True, True)
+        return records_in_order(recs, doc_ids, spec)
+
+    def count(self, filter: Filter | None = None) -> int:
+        """Exact number of documents (matching ``filter``)."""
+        import qdrant_edge as qe
+
+        shard = self._open_shard()
+        with _engine("count"):
+            return int(shard.count(qe.CountRequest(exact=True, filter=to_edge(filter))))
+
+    def hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """``doc_id -> content hash`` of the documents present."""
+        shard = self._open_shard()
+        out: dict[str, str] = {}
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            with _engine("retrieve"):
+                recs = shard.retrieve(list(part), ["doc_id", "hash"], False)
+            out.update(hashes_of(recs))
+        return out
+
+    def _requests(self, req: SearchRequest) -> list[Any]:
+        """The engine queries of one request: the final one, then the two legs if asked."""
+        import qdrant_edge as qe
+
+        spec = self._spec
+        assert spec is not None
+        flt = to_edge(req.filter)
+        dense_q = sparse_q = None
+        if req.dense is not None:
+            dense_q = qe.Query.Nearest([float(x) for x in req.dense], using=spec.dense_name)
+        if req.sparse is not None:
+            sparse_q = qe.Query.Nearest(req.sparse.to_edge(), using=spec.sparse_name)
+        if req.mode == "dense":
+            return [qe.QueryRequest(limit=req.k, query=dense_q, filter=flt, with_payload=True)]
+        if req.mode == "sparse":
+            return [qe.QueryRequest(limit=req.k, query=sparse_q, filter=flt, with_payload=True)]
+        n = req.candidates
+        prefetches = [
+            qe.Prefetch(limit=n, query=dense_q, filter=flt),
+            qe.Prefetch(limit=n, query=sparse_q, filter=flt),
+        ]
+        w_dense, w_sparse = (float(w) for w in req.weights)
+        fusion: Any
+        if req.fusion is Fusion.RRF:
+            weights = None if (w_dense, w_sparse) == (1.0, 1.0) else [w_dense, w_sparse]
+            fusion = qe.Fusion.Rrf(k=req.rrf_k, weights=weights)
+        elif req.fusion is Fusion.DBSF:
+            fusion = qe.Fusion.Dbsf()
+        else:
+            E = qe.Expression
+            fusion = qe.Formula(
+                E.Sum(
+                    [
+                        E.Mult([E.Constant(w_dense), E.Variable("$score[0]")]),
+                        E.Mult([E.Constant(w_sparse), E.Variable("$score[1]")]),
+                    ]
+                ),
+                defaults={"$score[0]": 0.0, "$score[1]": 0.0},
+            )
+        out = [qe.QueryRequest(limit=req.k, prefetches=prefetches, query=fusion, with_payload=True)]
+        if needs_legs(req):
+            out += [
+                qe.QueryRequest(limit=n, query=dense_q, filter=flt, with_payload=False),
+                qe.QueryRequest(limit=n, query=sparse_q, filter=flt, with_payload=False),
+            ]
+        return out
+
+    def search(self, req: SearchRequest) -> list[Hit]:
+        """Run one query; fusion happens in the engine."""
+        return self.search_batch([req])[0]
+
+    def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Run several queries (with their legs) as one planned engine batch."""
+        import qdrant_edge as qe
+
+        shard = self._open_shard()
+        if not reqs:
+            return []
+        plans = [self._requests(r) for r in reqs]
+        flat = [q for plan in plans for q in plan]
+        with _engine("query"):
+            results = shard.query_batch(qe.QueryBatchRequest(flat))
+        out: list[list[Hit]] = []
+        pos = 0
+        for req, plan in zip(reqs, plans, strict=True):
+            res = results[pos : pos + len(plan)]
+            pos += len(plan)
+            fused = [(str(p.id), float(p.score), p.payload) for p in res[0]]
+            legs = [[(str(p.id), float(p.score)) for p in leg] for leg in res[1:]]
+            dense_leg, sparse_leg = (legs[0], legs[1]) if len(legs) == 2 else (None, None)
+            out.append(hits_with_legs(fused, req, dense_leg, sparse_leg))
+        return out
