@@ -13,6 +13,7 @@ from .errors import (
     CollectionMismatchError,
     ConfigError,
     CorpusError,
+    HubError,
     LatentLexError,
     SAEFormatError,
     StoreError,
@@ -34,6 +35,8 @@ _LAZY = {
     "Document": "corpus",
     "read_corpus": "corpus",
     "LatentIndex": "index",
+    "from_pretrained": "hub",
+    "push_to_hub": "hub",
 }
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
     "CollectionMismatchError",
     "ConfigError",
     "CorpusError",
+    "HubError",
     "LatentLexError",
     "SAEFormatError",
     "SparseVector",
@@ -53,6 +57,7 @@ if TYPE_CHECKING:
     from .backbone import Backbone
     from .corpus import Document, read_corpus
     from .fit import FitConfig, fit_sae
+    from .hub import from_pretrained, push_to_hub
     from .index import LatentIndex
     from .sae import SAEConfig, SparseAutoencoder
     from .terms import Encoded, LatentTermEncoder

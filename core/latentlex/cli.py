@@ -251,6 +251,11 @@ def _cfg_info(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------- main
+from .hub import CLI_COMMANDS as _HUB_COMMANDS  # noqa: E402
+
+_COMMANDS.update(_HUB_COMMANDS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="latentlex", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log INFO messages")

@@ -29,3 +29,7 @@ class StoreError(LatentLexError):
 
 class CollectionMismatchError(StoreError):
     """A collection was written by a different SAE, backbone or format version."""
+
+
+class HubError(LatentLexError):
+    """The Hugging Face Hub refused a request or could not be reached (the message says what to do)."""
