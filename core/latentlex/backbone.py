@@ -82,6 +82,8 @@ class Backbone:
         max_seq_length: override the model's maximum number of tokens.
         query_prompt / document_prompt: prompts prepended by asymmetric models (default: the model's own
             ``"query"``/``"document"`` prompts when it defines them). Prompt tokens are never kept as token states.
+        layer: take token states from this transformer layer (0-based; negative counts from the end)
+            instead of the final hidden state, captured in the same forward pass. ``None``: final layer.
 
     Example:
         >>> bb = Backbone()  # doctest: +SKIP
@@ -100,6 +102,7 @@ class Backbone:
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         local_files_only: bool = False,
+        layer: int | None = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -133,9 +136,19 @@ class Backbone:
         self.document_prompt = (
             document_prompt if document_prompt is not None else prompts.get("document")
         )
+        self.layer = layer
+        self._captured: torch.Tensor | None = None
+        if layer is not None:
+            blocks = _layer_blocks(self.model)
+            if not -len(blocks) <= layer < len(blocks):
+                raise ConfigError(f"layer must lie in [{-len(blocks)}, {len(blocks)}), got {layer}")
+            blocks[layer].register_forward_hook(self._capture)
         tok = self.model.tokenizer
         self._special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
         self._fingerprint: str | None = None
+
+    def _capture(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        self._captured = output[0] if isinstance(output, tuple) else output
 
     # ------------------------------------------------------------------ properties
     @property
@@ -184,7 +197,9 @@ class Backbone:
         """Texts cut at the maximum length (exact: re-tokenises only the texts that could be cut)."""
         max_len = self.max_seq_length
         suspects = [
-            t for t, n in zip(texts, input_lengths.tolist(), strict=True) if n >= max_len and len(t) >= 1
+            t
+            for t, n in zip(texts, input_lengths.tolist(), strict=True)
+            if n >= max_len and len(t) >= 1
         ]
         if not suspects:
             return 0
@@ -205,7 +220,8 @@ class Backbone:
         prompt = self.query_prompt if is_query else self.document_prompt
         features = self._preprocess(texts, prompt)
         features = {
-            k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in features.items()
+            k: (v.to(self.device) if isinstance(v, torch.Tensor) else v)
+            for k, v in features.items()
         }
         out = self.model(features)
         mask = out["attention_mask"].bool()
@@ -218,15 +234,22 @@ class Backbone:
         if prompt:
             if prompt_len is None:
                 prompt_len = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            p = int(prompt_len) if not isinstance(prompt_len, torch.Tensor) else int(prompt_len.item())
+            p = (
+                int(prompt_len)
+                if not isinstance(prompt_len, torch.Tensor)
+                else int(prompt_len.item())
+            )
             # The prompt follows the leading special token (if any).
             start = 1 if bool((ids[:, 0:1] == self._special_ids.to(ids.device)).any()) else 0
             keep[:, start : start + p] = False
-        tokens = out["token_embeddings"][keep]
+        states = out["token_embeddings"]
+        if self.layer is not None:
+            if self._captured is None or self._captured.shape[:2] != keep.shape:
+                raise LatentLexError(f"could not capture the states of layer {self.layer}")
+            states, self._captured = self._captured, None
+        tokens = states[keep]
         dense = out["sentence_embedding"]
-        return BackboneBatch(
-            tokens.float(), keep.sum(1).cpu(), dense.float(), truncated
-        )
+        return BackboneBatch(tokens.float(), keep.sum(1).cpu(), dense.float(), truncated)
 
     def iter_batches(
         self,
@@ -256,3 +279,11 @@ class Backbone:
         for pos, b in self.iter_batches(texts, batch_size=batch_size, is_query=is_query):
             out[pos] = b.dense.cpu().numpy()
         return out
+
+
+def _layer_blocks(model: Any) -> torch.nn.ModuleList:
+    """The transformer's block list: the longest ``nn.ModuleList`` inside the model."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    if not lists:
+        raise ConfigError("this backbone has no layer list to take intermediate states from")
+    return max(lists, key=len)

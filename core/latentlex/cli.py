@@ -7,8 +7,13 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .errors import LatentLexError
+from .errors import LatentLexError, StoreError
+
+if TYPE_CHECKING:
+    from .index import LatentIndex
 
 __all__ = ["main"]
 
@@ -18,7 +23,9 @@ _COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, s
 
 def command(
     name: str, help: str
-) -> Callable[[Callable[[argparse.ArgumentParser], None]], Callable[[argparse.ArgumentParser], None]]:
+) -> Callable[
+    [Callable[[argparse.ArgumentParser], None]], Callable[[argparse.ArgumentParser], None]
+]:
     """Register ``configure(parser)``; the handler is ``_run_<name>``."""
 
     def wrap(
@@ -65,9 +72,15 @@ def _run_train(args: argparse.Namespace) -> int:
 
 @command("train", "fit an SAE on a corpus and save it")
 def _cfg_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--corpus", required=True, help="corpus.jsonl, .txt (one doc per line) or a folder")
+    p.add_argument(
+        "--corpus", required=True, help="corpus.jsonl, .txt (one doc per line) or a folder"
+    )
     p.add_argument("--out", required=True, help="folder to write cfg.json + sae.safetensors to")
-    p.add_argument("--model", default=None, help="sentence-transformers name or path (default: all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="sentence-transformers name or path (default: all-MiniLM-L6-v2)",
+    )
     p.add_argument("--mode", choices=["token", "pooled"], default="token")
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--k", type=int, default=16)
@@ -114,26 +127,19 @@ def _cfg_encode(p: argparse.ArgumentParser) -> None:
 def _add_store_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--store", default="./latentlex-index", help="folder of the embedded engine")
-    g.add_argument("--url", default=None, help="Qdrant server/cluster URL (API key: $QDRANT_API_KEY)")
+    g.add_argument(
+        "--url", default=None, help="Qdrant server/cluster URL (API key: $QDRANT_API_KEY)"
+    )
     p.add_argument("--collection", default="latentlex")
 
 
-def _open_index(args: argparse.Namespace, sae: str | None = None, **kwargs: object) -> object:
+def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
     import os
 
     from .index import LatentIndex
-    from .store import ClientStore, EdgeStore
 
-    sae_dir = sae or args.sae
-    if sae_dir is None:
-        store = (
-            ClientStore(args.url, api_key=os.environ.get("QDRANT_API_KEY"), collection=args.collection)
-            if args.url
-            else EdgeStore(args.store, collection=args.collection)
-        )
-        return store
     return LatentIndex(
-        sae_dir,
+        args.sae,
         None if args.url else args.store,
         url=args.url,
         api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
@@ -144,11 +150,9 @@ def _open_index(args: argparse.Namespace, sae: str | None = None, **kwargs: obje
 
 def _run_index(args: argparse.Namespace) -> int:
     from .corpus import read_corpus
-    from .index import LatentIndex
 
     docs = list(read_corpus(args.corpus))
     index = _open_index(args, recreate=args.recreate, batch_size=args.batch_size)
-    assert isinstance(index, LatentIndex)
     with index:
         before = index.count()
         written = index.add_documents(docs, skip_unchanged=True, progress=not args.quiet)
@@ -156,7 +160,9 @@ def _run_index(args: argparse.Namespace) -> int:
     skipped = len(docs) - len(written)
     if skipped:
         print(f"resumed: {skipped} documents already indexed with the same content were skipped")
-    print(f"indexed {len(written)} documents ({before} before, {total} now) into {args.collection!r}")
+    print(
+        f"indexed {len(written)} documents ({before} before, {total} now) into {args.collection!r}"
+    )
     return 0
 
 
@@ -188,10 +194,7 @@ def _parse_filters(items: list[str]) -> dict[str, object] | None:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from .index import LatentIndex
-
     index = _open_index(args)
-    assert isinstance(index, LatentIndex)
     with index:
         hits = index.search(
             args.query,
@@ -228,20 +231,46 @@ def _cfg_search(p: argparse.ArgumentParser) -> None:
 
 
 def _run_info(args: argparse.Namespace) -> int:
-    store = _open_index(args, sae=None)
-    from .store.base import CollectionSpec
+    import os
 
-    # read the record without validating it against any SAE
-    ident = None
-    try:
-        if hasattr(store, "describe"):
-            ident = store.describe()  # type: ignore[attr-defined]
-        else:
-            ident = store.identity()  # type: ignore[attr-defined]
-    finally:
-        store.close()  # type: ignore[attr-defined]
-    del CollectionSpec
-    print(json.dumps(ident, indent=2, default=str))
+    from .store import ClientStore, CollectionSpec, EdgeStore
+    from .store.base import META_KEY
+
+    record: dict[str, object]
+    if args.url:
+        from qdrant_client import QdrantClient
+
+        client = QdrantClient(url=args.url, api_key=os.environ.get("QDRANT_API_KEY"), timeout=10)
+        try:
+            meta = client.get_collection(args.collection).config.metadata or {}
+            record = dict(meta.get(META_KEY) or {})
+            count = client.count(args.collection, exact=True).count
+        except Exception as exc:  # the client raises many types; report them as one clear error
+            raise StoreError(
+                f"cannot read collection {args.collection!r} at {args.url}: {exc}"
+            ) from None
+        finally:
+            client.close()
+        del ClientStore
+    else:
+        sidecar = Path(args.store) / args.collection / "latentlex.json"
+        if not sidecar.is_file():
+            raise StoreError(f"no latentlex collection {args.collection!r} in {args.store}")
+        record = json.loads(sidecar.read_text())[META_KEY]
+        spec = CollectionSpec(
+            name=args.collection,
+            dense_dim=int(record["dense_dim"]),  # type: ignore[call-overload]
+            identity=dict(record["identity"]),  # type: ignore[call-overload]
+            dense_name=str(record["dense_name"]),
+            sparse_name=str(record["sparse_name"]),
+        )
+        store = EdgeStore(args.store, collection=args.collection, read_only=True)
+        store.open(spec)
+        try:
+            count = store.count()
+        finally:
+            store.close()
+    print(json.dumps({"collection": args.collection, "points": count, **record}, indent=2))
     return 0
 
 

@@ -130,18 +130,25 @@ def stdlib_docstrings(max_docs: int | None = None, min_chars: int = 200) -> list
     docs: list[Document] = []
     for file in sorted(root.rglob("*.py")):
         rel = file.relative_to(root)
-        if any(part in {"test", "tests", "idlelib", "site-packages", "lib2to3"} for part in rel.parts):
+        if any(
+            part in {"test", "tests", "idlelib", "site-packages", "lib2to3"} for part in rel.parts
+        ):
             continue
         try:
             tree = ast.parse(file.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError, OSError, ValueError):
             continue
-        nodes = [tree, *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef | ast.FunctionDef))]
+        nodes = [
+            tree,
+            *(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef | ast.FunctionDef)),
+        ]
         for node in nodes:
             doc = ast.get_docstring(node)  # type: ignore[arg-type]
             if doc and len(doc) >= min_chars:
                 name = getattr(node, "name", "<module>")
-                docs.append(Document(f"{rel.as_posix()}:{name}", " ".join(doc.split()), {"file": str(rel)}))
+                docs.append(
+                    Document(f"{rel.as_posix()}:{name}", " ".join(doc.split()), {"file": str(rel)})
+                )
                 if max_docs is not None and len(docs) >= max_docs:
                     return docs
     return docs

@@ -166,7 +166,9 @@ def fit_sae(
         )
         data = states.tokens if cfg.mode == "token" else states.dense
         logger.info("training on %d vectors of dim %d", data.shape[0], data.shape[1])
-        sae, report = train_sae(np.asarray(data) if cfg.mode == "pooled" else data, train_cfg, sae_cfg)
+        sae, report = train_sae(
+            np.asarray(data) if cfg.mode == "pooled" else data, train_cfg, sae_cfg
+        )
         encoder = LatentTermEncoder(sae, backbone)
         encoder.calibrate_avgdl(states, progress=cfg.progress)
         sae.cfg.metrics = {

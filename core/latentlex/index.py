@@ -242,7 +242,9 @@ class LatentIndex:
             for i in sorted(last.values())
         ]
 
-    def _encode_points(self, rows: Sequence[tuple[str, str, dict[str, Any], str]]) -> list[PointRecord]:
+    def _encode_points(
+        self, rows: Sequence[tuple[str, str, dict[str, Any], str]]
+    ) -> list[PointRecord]:
         enc = self.encoder.encode_documents([r[1] for r in rows])
         return [
             PointRecord(doc_id, enc.dense[i], enc.sparse[i], text, meta, h)
@@ -406,11 +408,15 @@ class LatentIndex:
         enc = self.encoder.encode_queries([query])
         q, qd = enc.sparse[0], enc.dense[0]
         d = rec.sparse if rec.sparse is not None else SparseVector.empty()
-        shared, qi, di = np.intersect1d(q.indices, d.indices, assume_unique=True, return_indices=True)
+        shared, qi, di = np.intersect1d(
+            q.indices, d.indices, assume_unique=True, return_indices=True
+        )
         only_doc = {"doc_id": doc_id}
-        reqs = [SearchRequest(None, q, k=1, mode="sparse", filter=only_doc, with_legs=False)] if len(
-            shared
-        ) else []
+        reqs = (
+            [SearchRequest(None, q, k=1, mode="sparse", filter=only_doc, with_legs=False)]
+            if len(shared)
+            else []
+        )
         reqs += [
             SearchRequest(
                 None,
@@ -489,9 +495,7 @@ class LatentIndex:
     ) -> list[list[Hit]]:
         """Async :meth:`search_batch`: encoding in a worker thread, I/O through the async store."""
         astore = await self._aopen()
-        reqs = await asyncio.to_thread(
-            self._requests, queries, k=k, **_search_defaults(options)
-        )
+        reqs = await asyncio.to_thread(self._requests, queries, k=k, **_search_defaults(options))
         if not reqs:
             return []
         if astore is None:
@@ -545,7 +549,9 @@ _SEARCH_OPTIONS = {
 def _search_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(options) - set(_SEARCH_OPTIONS)
     if unknown:
-        raise TypeError(f"unknown search options {sorted(unknown)}; allowed: {sorted(_SEARCH_OPTIONS)}")
+        raise TypeError(
+            f"unknown search options {sorted(unknown)}; allowed: {sorted(_SEARCH_OPTIONS)}"
+        )
     return {**_SEARCH_OPTIONS, **options}
 
 

@@ -119,6 +119,7 @@ def encode_token_states(
         "backbone_fingerprint": backbone.fingerprint(),
         "dim": backbone.dim,
         "keep_special_tokens": backbone.keep_special_tokens,
+        "layer": backbone.layer,
         "max_seq_length": backbone.max_seq_length,
         "corpus_hash": corpus_hash(ids, texts),
         "max_tokens": max_tokens,

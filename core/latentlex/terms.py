@@ -67,7 +67,9 @@ def pool_latents(
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         return [empty for _ in range(n)]
     k = top_acts.shape[1]
-    seg = torch.repeat_interleave(torch.arange(n, device=top_acts.device), lengths.to(top_acts.device))
+    seg = torch.repeat_interleave(
+        torch.arange(n, device=top_acts.device), lengths.to(top_acts.device)
+    )
     keys = (seg[:, None] * width + top_indices).reshape(-1)
     acts = top_acts.reshape(-1).float()
     nz = acts > 0
