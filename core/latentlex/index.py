@@ -34,7 +34,7 @@ from .store.base import (
     Store,
 )
 from .store.filters import Filter
-from .terms import LatentTermEncoder
+from .terms import Encoded, LatentTermEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +291,43 @@ class LatentIndex:
 
     upsert = add
 
+    def add_encoded(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        encoded: Encoded,
+        metadata: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        progress: bool = False,
+    ) -> list[str]:
+        """Write documents already encoded by :meth:`LatentTermEncoder.encode_documents` (or
+        ``encode_states``), in input order; no backbone pass."""
+        if len(encoded) != len(texts):
+            raise ValueError(f"got {len(encoded)} encodings for {len(texts)} texts")
+        rows = self._records(texts, ids, metadata)
+        position = {doc_id: i for i, doc_id in enumerate(ids)}
+        bar = tqdm(total=len(rows), desc="writing", unit="doc", disable=not progress)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start : start + self.batch_size]
+            for _, _, meta, _ in chunk:
+                _check_metadata(meta)
+            self.store.upsert(
+                [
+                    PointRecord(
+                        doc_id,
+                        encoded.dense[position[doc_id]],
+                        encoded.sparse[position[doc_id]],
+                        text,
+                        meta,
+                        h,
+                    )
+                    for doc_id, text, meta, h in chunk
+                ]
+            )
+            bar.update(len(chunk))
+        bar.close()
+        return [r[0] for r in rows]
+
     def add_documents(self, docs: Iterable[Any], **kwargs: Any) -> list[str]:
         """Add :class:`~latentlex.corpus.Document` objects (``id``, ``text``, ``metadata``)."""
         docs = list(docs)
@@ -322,7 +359,7 @@ class LatentIndex:
     # ------------------------------------------------------------------ searching
     def _requests(
         self,
-        queries: Sequence[str],
+        enc: Encoded,
         *,
         k: int,
         mode: str,
@@ -333,8 +370,6 @@ class LatentIndex:
         filter: Filter | None,
         with_legs: bool,
     ) -> list[SearchRequest]:
-        queries = check_texts(queries, "queries")
-        enc = self.encoder.encode_queries(queries)
         return [
             SearchRequest(
                 dense=enc.dense[i] if mode != "sparse" else None,
@@ -342,13 +377,13 @@ class LatentIndex:
                 k=k,
                 mode=mode,
                 fusion=Fusion(fusion),
-                weights=tuple(weights),  # type: ignore[arg-type]
+                weights=(float(weights[0]), float(weights[1])),
                 rrf_k=rrf_k,
                 prefetch_limit=prefetch_limit,
                 filter=filter,
                 with_legs=with_legs and mode == "hybrid",
             )
-            for i in range(len(queries))
+            for i in range(len(enc))
         ]
 
     def search(
@@ -388,6 +423,12 @@ class LatentIndex:
 
     def search_batch(self, queries: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]:
         """Search many queries at once (one encoder pass, one engine batch)."""
+        queries = check_texts(queries, "queries")
+        _search_defaults(options)  # refuse unknown options before encoding
+        return self.search_encoded(self.encoder.encode_queries(queries), k, **options)
+
+    def search_encoded(self, queries: Encoded, k: int = 10, **options: Any) -> list[list[Hit]]:
+        """Search with queries already encoded by :meth:`LatentTermEncoder.encode_queries`."""
         reqs = self._requests(queries, k=k, **_search_defaults(options))
         return self.store.search_batch(reqs) if reqs else []
 
@@ -495,7 +536,10 @@ class LatentIndex:
     ) -> list[list[Hit]]:
         """Async :meth:`search_batch`: encoding in a worker thread, I/O through the async store."""
         astore = await self._aopen()
-        reqs = await asyncio.to_thread(self._requests, queries, k=k, **_search_defaults(options))
+        queries = check_texts(queries, "queries")
+        opts = _search_defaults(options)
+        enc = await asyncio.to_thread(self.encoder.encode_queries, queries)
+        reqs = self._requests(enc, k=k, **opts)
         if not reqs:
             return []
         if astore is None:

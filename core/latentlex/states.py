@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +138,7 @@ def encode_token_states(
     out.mkdir(parents=True)
 
     d = backbone.dim
+    t0 = time.perf_counter()
     order = np.argsort([-len(t) for t in texts], kind="stable")
     total, truncated = 0, 0
     lengths: list[int] = []
@@ -170,6 +172,12 @@ def encode_token_states(
     np.save(out / "offsets.npy", offsets)
     np.save(out / "dense.npy", np.concatenate(dense_rows) if dense_rows else np.zeros((0, d)))
     (out / "doc_ids.json").write_text(json.dumps([ids[i] for i in kept]))
-    meta = {**key, "total_tokens": total, "n_docs": len(kept), "truncated": truncated}
+    meta = {
+        **key,
+        "total_tokens": total,
+        "n_docs": len(kept),
+        "truncated": truncated,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     (out / "meta.json").write_text(json.dumps(meta, indent=2))
     return TokenStates.open(out)
