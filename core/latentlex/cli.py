@@ -1,4 +1,4 @@
-"""``latentlex`` command line: train, encode, index, search, info, eval."""
+"""``latentlex`` command line: train, encode, index, search, info, eval, pull, push, label, inspect."""
 
 from __future__ import annotations
 
@@ -279,10 +279,62 @@ def _cfg_info(p: argparse.ArgumentParser) -> None:
     _add_store_args(p)
 
 
+# ---------------------------------------------------------------------------- eval
+def _run_eval(args: argparse.Namespace) -> int:
+    from .evaluation.run import run_eval
+
+    fit = None
+    if args.fit:
+        fit = {"width": args.width, "k": args.k, "epochs": args.epochs, "mode": args.mode}
+    results = run_eval(
+        args.dataset,
+        sae=args.sae,
+        fit=fit,
+        systems=args.systems.split(",") if args.systems else None or _default_systems(),
+        split=args.split,
+        out_dir=args.out,
+        n_queries=args.queries,
+    )
+    metric_names = list(results[0]["metrics"]) if results else []
+    print(f"{'system':<18}" + "".join(f"{m:>11}" for m in metric_names) + f"{'p50 ms':>9}")
+    for r in results:
+        cells = "".join(f"{r['metrics'][m]:>11.4f}" for m in metric_names)
+        print(f"{r['system']:<18}{cells}{r.get('query_p50_ms', float('nan')):>9.2f}")
+    return 0
+
+
+def _default_systems() -> list[str]:
+    from .evaluation.run import DEFAULT_SYSTEMS
+
+    return list(DEFAULT_SYSTEMS)
+
+
+@command("eval", "evaluate latentlex and baselines on a BEIR-layout dataset, side by side")
+def _cfg_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset", required=True, help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/"
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--sae", default=None, help="SAE folder or Hub id for the latent systems")
+    g.add_argument("--fit", action="store_true", help="fit an SAE on the dataset's corpus (cached)")
+    p.add_argument("--width", type=int, default=8192)
+    p.add_argument("--k", type=int, default=16)
+    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--mode", choices=["token", "pooled"], default="token")
+    p.add_argument("--systems", default=None, help="comma-separated (default: all)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--queries", type=int, default=None, help="evaluate a random subset of queries")
+    p.add_argument("--out", default=None, help="write results.json, results.md and plots here")
+
+
 # ---------------------------------------------------------------------------- main
 from .hub import CLI_COMMANDS as _HUB_COMMANDS  # noqa: E402
 
 _COMMANDS.update(_HUB_COMMANDS)
+
+from .cli_interp import CLI_COMMANDS as _INTERP_COMMANDS  # noqa: E402
+
+_COMMANDS.update(_INTERP_COMMANDS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -291,6 +291,9 @@ def _load(
         mode=mode,
         device=device,
     )
+    from .labels import read_label_map
+
+    sae.labels = read_label_map(folder)
     return sae, folder
 
 

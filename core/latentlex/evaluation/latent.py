@@ -61,7 +61,7 @@ class LatentBench:
         return encode_token_states(
             self.encoder.backbone,
             ds.doc_ids,
-            ds.doc_texts,
+            ds.doc_texts(),
             self.states_dir,
             progress=False,
         )
@@ -74,7 +74,7 @@ class LatentBench:
         t0 = time.perf_counter()
         enc = self.encoder.encode_states(states)
         t_sae = time.perf_counter() - t0
-        texts = dict(zip(ds.doc_ids, ds.doc_texts, strict=True))
+        texts = dict(zip(ds.doc_ids, ds.doc_texts(), strict=True))
         if self.index is not None:
             self.index.close()
         self.index = LatentIndex(

@@ -1,0 +1,170 @@
+"""``latentlex eval``: every system on one BEIR dataset, in one run, with one harness.
+
+The backbone runs over the corpus once: its token states (for the SAE) and its dense vectors (for the
+``dense`` baseline and every hybrid) come from the same forward pass and are cached on disk, so
+comparing systems, or SAEs, never re-encodes the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ALL_SYSTEMS", "DEFAULT_SYSTEMS", "run_eval"]
+
+#: name -> search options of latentlex's own systems (all fused inside Qdrant).
+LATENT_SYSTEMS: dict[str, dict[str, Any]] = {
+    "latent": {"mode": "sparse"},
+    "hybrid-rrf": {"mode": "hybrid", "fusion": "rrf"},
+    "hybrid-wrrf": {"mode": "hybrid", "fusion": "rrf", "weights": (1.0, 2.0)},
+    "hybrid-dbsf": {"mode": "hybrid", "fusion": "dbsf"},
+    "hybrid-dbsf-deep": {"mode": "hybrid", "fusion": "dbsf", "prefetch_limit": 200},
+}
+BASELINES = ("dense", "bm25", "qdrant-bm25", "dense+bm25")
+#: client-side RRF of our hybrid with bm25s: a research row (a third leg), not fused in Qdrant.
+EXTRA = ("hybrid+bm25",)
+ALL_SYSTEMS = (*BASELINES, *LATENT_SYSTEMS, *EXTRA)
+DEFAULT_SYSTEMS = ALL_SYSTEMS
+
+
+def _dense_cache(states: Any, ds: Any, cache_dir: Path) -> None:
+    """Put the dense vectors of the shared forward pass into the dense baselines' cache."""
+    from .baselines import DenseEncoder
+
+    enc = DenseEncoder(cache_dir=cache_dir)
+    if enc.cache is None or enc.cache.load(enc.model_key, ds.fingerprint) is not None:
+        return
+    row = {doc_id: i for i, doc_id in enumerate(states.doc_ids)}
+    dense = np.asarray(states.dense, dtype=np.float32)[[row[d] for d in ds.doc_ids]]
+    dense /= np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
+    enc.cache.save(enc.model_key, ds.fingerprint, dense, float(states.meta.get("seconds", 0.0)))
+
+
+def run_eval(
+    dataset: str | os.PathLike[str],
+    *,
+    sae: str | os.PathLike[str] | None = None,
+    fit: dict[str, Any] | None = None,
+    systems: Sequence[str] = DEFAULT_SYSTEMS,
+    split: str = "test",
+    out_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] = ".cache/latentlex-eval",
+    metrics: Sequence[str] | None = None,
+    n_queries: int | None = None,
+    k: int = 100,
+) -> list[dict[str, Any]]:
+    """Evaluate systems on a BEIR folder and (optionally) write JSON, Markdown and plots.
+
+    Args:
+        dataset: a BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
+        sae: an SAE folder (or Hub id) for the latent systems.
+        fit: instead of ``sae``, fit one on the dataset's own corpus with these
+            :class:`~latentlex.fit.FitConfig` fields (cached under ``cache_dir``).
+        systems: names from :data:`ALL_SYSTEMS`.
+        split: qrels split to evaluate.
+        out_dir: where to write ``results.json``, ``results.md`` and PNGs.
+        metrics: ranx metric names (default: nDCG@10, R@10, R@100, MRR@10; LIMIT-style sets get R@2..R@100).
+        n_queries: evaluate a random subset of this many queries (quick mode).
+        k: documents retrieved per query.
+    """
+    from ..backbone import Backbone
+    from ..sae import SparseAutoencoder
+    from ..states import encode_token_states
+    from ..terms import LatentTermEncoder
+    from .baselines import BM25System, DenseEncoder, DenseSystem, QdrantBm25System, RRFSystem
+    from .beir import load_beir, subset
+    from .latent import LatentBench, LatentSystem
+    from .metrics import DEFAULT_METRICS, LIMIT_METRICS
+    from .report import run_systems, write_report
+
+    unknown = [s for s in systems if s not in ALL_SYSTEMS]
+    if unknown:
+        raise ConfigError(f"unknown systems {unknown}; choose from {list(ALL_SYSTEMS)}")
+    ds = load_beir(dataset, split=split)
+    if n_queries is not None and n_queries < len(ds.queries):
+        ds = subset(ds, n_queries, seed=0)
+    if metrics is None:
+        metrics = LIMIT_METRICS if "limit" in ds.name.lower() else DEFAULT_METRICS
+    cache = Path(cache_dir)
+    needs_latent = any(s in LATENT_SYSTEMS or s in EXTRA for s in systems)
+
+    backbone = Backbone()
+    states = encode_token_states(backbone, ds.doc_ids, ds.doc_texts(), cache / "states" / ds.name)
+    _dense_cache(states, ds, cache)
+
+    encoder = None
+    if needs_latent:
+        if sae is not None:
+            encoder = LatentTermEncoder(str(sae), backbone)
+        elif fit is not None:
+            from ..fit import FitConfig, fit_sae
+
+            cfg = FitConfig(**fit)
+            sae_dir = (
+                cache / "saes" / f"{ds.name}-{ds.fingerprint[:12]}-w{cfg.width}-k{cfg.k}-{cfg.mode}"
+            )
+            if (sae_dir / "cfg.json").is_file():
+                model = SparseAutoencoder.load(sae_dir)
+            else:
+                model = fit_sae(ds.doc_texts(), sae_dir, cfg, backbone=backbone)
+            encoder = LatentTermEncoder(model, backbone)
+        else:
+            raise ConfigError("the latent systems need sae=... (an SAE folder) or fit={...}")
+
+    dense_enc = DenseEncoder(cache_dir=cache)
+    made: dict[str, Any] = {}
+
+    def system(name: str) -> Any:
+        if name in made:
+            return made[name]
+        if name == "dense":
+            made[name] = DenseSystem(dense_enc)
+        elif name == "bm25":
+            made[name] = BM25System()
+        elif name == "qdrant-bm25":
+            made[name] = QdrantBm25System(dense_enc, name="qdrant-bm25")
+        elif name == "dense+bm25":
+            made[name] = RRFSystem([system("dense"), system("bm25")], name="dense+bm25")
+        elif name in LATENT_SYSTEMS:
+            if "bench" not in made:
+                made["bench"] = LatentBench(encoder, cache / "states" / ds.name)  # type: ignore[arg-type]
+            made[name] = LatentSystem(name, made["bench"], **LATENT_SYSTEMS[name])
+        elif name == "hybrid+bm25":
+            made[name] = RRFSystem([system("hybrid-rrf"), system("bm25")], name="hybrid+bm25")
+        return made[name]
+
+    try:
+        results = run_systems(ds, [system(s) for s in systems], k=k, metrics=metrics)
+    finally:
+        for obj in made.values():
+            close = getattr(obj, "close", None)
+            if close is not None:
+                close()
+    if "bench" in made:
+        for r in results:
+            if r["system"] in LATENT_SYSTEMS or r["system"] in EXTRA:
+                r["latent_stats"] = made["bench"].stats
+        if encoder is not None:
+            for r in results:
+                r["sae"] = {
+                    "width": encoder.sae.cfg.width,
+                    "k": encoder.sae.cfg.k,
+                    "mode": encoder.sae.cfg.mode,
+                    "fingerprint": encoder.sae.fingerprint(),
+                }
+    for r in results:
+        r["backbone_seconds"] = states.meta.get("seconds")
+    if out_dir is not None:
+        write_report(results, out_dir, title=f"latentlex eval: {ds.name} ({split})")
+        Path(out_dir, "results_full.json").write_text(json.dumps(results, indent=1, default=str))
+    return results
