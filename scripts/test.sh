@@ -8,7 +8,9 @@ if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u
   (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null) || echo "chromium not installed; its test will skip"
 fi
 . .venv/bin/activate
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ruff check .
 ruff format --check .
 mypy
+MYPYPATH=integrations:core mypy --explicit-package-bases -p llama_index.retrievers.latentlex -p langchain_latentlex
 python -m pytest "$@"
