@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ._validate import has_surrogate
 from .errors import ConfigError, LatentLexError
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,10 @@ def check_texts(texts: Any, what: str = "texts") -> list[str]:
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise TypeError(f"{what}[{i}] must be a str, got {type(t).__name__}")
+        if has_surrogate(t):
+            raise ValueError(
+                f"{what}[{i}] holds a lone surrogate character (not valid UTF-8): clean it first"
+            )
     return items
 
 

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._validate import check_json_value, has_surrogate
 from .backbone import check_texts
 from .errors import ConfigError
 from .sparse import SparseVector
@@ -220,6 +222,8 @@ class LatentIndex:
                     raise TypeError(f"ids[{i}] must be a str, got {type(doc_id).__name__}")
                 if not doc_id:
                     raise ValueError(f"ids[{i}] is empty: document ids must be non-empty strings")
+                if has_surrogate(doc_id):
+                    raise ValueError(f"ids[{i}] holds a lone surrogate character (not valid UTF-8)")
         if len(ids) != len(texts):
             raise ValueError(f"got {len(ids)} ids for {len(texts)} texts")
         metas: list[dict[str, Any]]
@@ -232,6 +236,7 @@ class LatentIndex:
             for i, m in enumerate(metadata):
                 if not isinstance(m, Mapping):
                     raise TypeError(f"metadata[{i}] must be a mapping, got {type(m).__name__}")
+                _check_metadata(m)
                 metas.append(dict(m))
             if len(metas) != len(texts):
                 raise ValueError(f"got {len(metas)} metadata entries for {len(texts)} texts")
@@ -273,8 +278,6 @@ class LatentIndex:
             The ids written (after de-duplication: the last occurrence of an id wins).
         """
         rows = self._records(texts, ids, metadata)
-        for _, _, meta, _ in rows:
-            _check_metadata(meta)
         written: list[str] = []
         bar = tqdm(total=len(rows), desc="indexing", unit="doc", disable=not progress)
         for start in range(0, len(rows), self.batch_size):
@@ -309,8 +312,6 @@ class LatentIndex:
         bar = tqdm(total=len(rows), desc="writing", unit="doc", disable=not progress)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
-            for _, _, meta, _ in chunk:
-                _check_metadata(meta)
             self.store.upsert(
                 [
                     PointRecord(
@@ -430,7 +431,7 @@ class LatentIndex:
     def search_encoded(self, queries: Encoded, k: int = 10, **options: Any) -> list[list[Hit]]:
         """Search with queries already encoded by :meth:`LatentTermEncoder.encode_queries`."""
         reqs = self._requests(queries, k=k, **_search_defaults(options))
-        return self.store.search_batch(reqs) if reqs else []
+        return [_tie_break(hits) for hits in self.store.search_batch(reqs)] if reqs else []
 
     # ------------------------------------------------------------------ explaining
     def explain(self, query: str, doc_id: str, top: int = 10) -> Explanation:
@@ -442,6 +443,10 @@ class LatentIndex:
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ConfigError(f"top must be a positive int, got {top!r}")
+        if not isinstance(doc_id, str):
+            raise TypeError(f"doc_id must be a str, got {type(doc_id).__name__}")
         recs = self.store.get([doc_id])
         if not recs:
             raise KeyError(f"no document with id {doc_id!r}")
@@ -509,8 +514,6 @@ class LatentIndex:
                 self.add, texts, ids, metadata, skip_unchanged=skip_unchanged
             )
         rows = self._records(texts, ids, metadata)
-        for _, _, meta, _ in rows:
-            _check_metadata(meta)
         written: list[str] = []
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
@@ -543,8 +546,10 @@ class LatentIndex:
         if not reqs:
             return []
         if astore is None:
-            return await asyncio.to_thread(self.store.search_batch, reqs)
-        return await astore.asearch_batch(reqs)
+            results = await asyncio.to_thread(self.store.search_batch, reqs)
+        else:
+            results = await astore.asearch_batch(reqs)
+        return [_tie_break(hits) for hits in results]
 
     async def adelete(
         self, ids: Sequence[str] | None = None, *, filter: Filter | None = None
@@ -590,25 +595,34 @@ _SEARCH_OPTIONS = {
 }
 
 
+def _tie_break(hits: list[Hit]) -> list[Hit]:
+    """Equal scores (frequent with RRF) in a stable order: by doc id."""
+    return sorted(hits, key=lambda h: (-h.score, h.doc_id))
+
+
 def _search_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(options) - set(_SEARCH_OPTIONS)
     if unknown:
         raise TypeError(
             f"unknown search options {sorted(unknown)}; allowed: {sorted(_SEARCH_OPTIONS)}"
         )
+    weights = options.get("weights", (1.0, 1.0))
+    if (
+        isinstance(weights, (str, bytes))
+        or not isinstance(weights, Sequence)
+        or len(weights) != 2
+        or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+        or not all(math.isfinite(float(w)) and float(w) >= 0 for w in weights)
+    ):
+        raise ConfigError(
+            f"weights must be two finite, non-negative numbers (dense, sparse), got {weights!r}"
+        )
     return {**_SEARCH_OPTIONS, **options}
 
 
 def _check_metadata(meta: Mapping[str, Any]) -> None:
-    """Refuse metadata Qdrant cannot store, before any encoding (TypeError/ValueError naming the key)."""
+    """Refuse metadata Qdrant cannot store exactly, before any encoding (TypeError/ValueError naming the key)."""
     for key, value in meta.items():
         if not isinstance(key, str):
             raise TypeError(f"metadata key {key!r} is not a str")
-        try:
-            json.dumps(value, allow_nan=False)
-        except ValueError:
-            raise ValueError(f"metadata key {key!r}: NaN and infinity cannot be stored") from None
-        except TypeError:
-            raise TypeError(
-                f"metadata key {key!r}: a {type(value).__name__} is not JSON-serialisable"
-            ) from None
+        check_json_value(value, f"metadata key {key!r}")

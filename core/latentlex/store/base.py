@@ -47,6 +47,8 @@ __all__ = [
 #: version are refused on open.
 FORMAT_VERSION = 1
 #: Namespace of the UUIDv5 point ids (fixed forever: changing it orphans every collection).
+#: Largest k, prefetch limit and RRF constant accepted (bounds the work of one query).
+MAX_LIMIT = 1_000_000
 POINT_NAMESPACE = uuid.UUID("5b0c3a5e-6c1d-5d1e-9a4f-1a7e27e1e7e1")
 #: Key of the latentlex record in collection metadata / the edge sidecar.
 META_KEY = "latentlex"
@@ -190,12 +192,12 @@ class SearchRequest:
         if self.mode not in _MODES:
             raise ConfigError(f"mode must be one of {_MODES}, got {self.mode!r}")
         object.__setattr__(self, "fusion", Fusion(self.fusion))
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"k must be a positive int, got {self.k!r}")
-        if self.prefetch_limit is not None and self.prefetch_limit < 1:
-            raise ConfigError(f"prefetch_limit must be positive, got {self.prefetch_limit}")
-        if self.rrf_k < 1:
-            raise ConfigError(f"rrf_k must be positive, got {self.rrf_k}")
+        for name in ("k", "prefetch_limit", "rrf_k"):
+            v = getattr(self, name)
+            if v is None and name == "prefetch_limit":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LIMIT:
+                raise ConfigError(f"{name} must be an int in [1, {MAX_LIMIT:,}], got {v!r}")
         if len(self.weights) != 2 or not all(math.isfinite(float(w)) for w in self.weights):
             raise ConfigError(
                 f"weights must be two finite floats (dense, sparse), got {self.weights}"
@@ -217,7 +219,9 @@ class SearchRequest:
     @property
     def candidates(self) -> int:
         """Candidates per leg: ``prefetch_limit`` or ``max(50, 5 * k)``."""
-        return self.prefetch_limit if self.prefetch_limit is not None else max(50, 5 * self.k)
+        if self.prefetch_limit is not None:
+            return self.prefetch_limit
+        return min(max(50, 5 * self.k), MAX_LIMIT)
 
 
 @runtime_checkable

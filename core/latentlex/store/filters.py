@@ -28,6 +28,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from latentlex._validate import INT64, has_surrogate
 from latentlex.errors import ConfigError
 
 __all__ = ["DOC_ID_KEY", "METADATA_FIELD", "Filter", "to_edge", "to_qdrant"]
@@ -49,7 +50,7 @@ def _payload_key(key: str) -> str:
 
 
 def _check_any(key: str, values: Sequence[Any]) -> list[Any]:
-    vals = list(values)
+    vals = [_check_scalar(key, v) for v in values]
     if all(isinstance(v, str) for v in vals):
         return vals
     if all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
@@ -81,6 +82,10 @@ def _check_scalar(key: str, value: Any) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"filter {key!r}: value {value!r} is not finite")
         return value
+    if isinstance(value, str) and has_surrogate(value):
+        raise ConfigError(f"filter {key!r}: the value holds a lone surrogate (not valid UTF-8)")
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64[0] <= value <= INT64[1]:
+        raise ConfigError(f"filter {key!r}: integer {value} is outside the 64-bit range")
     if isinstance(value, (str, int, bool)):
         return value
     raise ConfigError(
