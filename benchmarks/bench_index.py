@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from latentlex.backbone import Backbone
 from latentlex.corpus import read_corpus
 from latentlex.sae import SAEConfig, SparseAutoencoder
@@ -69,7 +68,9 @@ def bench_encoding(encoder: LatentTermEncoder, texts: list[str], repeats: int) -
     }
 
 
-def build(path: Path, dense: np.ndarray, sparse: list[SparseVector] | None, n: int, identity: dict) -> tuple[EdgeStore, float]:
+def build(
+    path: Path, dense: np.ndarray, sparse: list[SparseVector] | None, n: int, identity: dict
+) -> tuple[EdgeStore, float]:
     store = EdgeStore(path, collection="bench", flush=False)
     store.open(CollectionSpec("bench", dense.shape[1], identity), recreate=True)
     m = dense.shape[0]
@@ -78,8 +79,12 @@ def build(path: Path, dense: np.ndarray, sparse: list[SparseVector] | None, n: i
     batch: list[PointRecord] = []
     for i in range(n):
         j = i % m
-        vec = dense[j] if i < m else dense[j] + rng.normal(0, 0.02, dense.shape[1]).astype(np.float32)
-        batch.append(PointRecord(f"d{i}", vec, sparse[j] if sparse is not None else None, f"doc {i}", {}))
+        vec = (
+            dense[j] if i < m else dense[j] + rng.normal(0, 0.02, dense.shape[1]).astype(np.float32)
+        )
+        batch.append(
+            PointRecord(f"d{i}", vec, sparse[j] if sparse is not None else None, f"doc {i}", {})
+        )
         if len(batch) == 1000:
             store.upsert(batch)
             batch = []
@@ -92,7 +97,9 @@ def build(path: Path, dense: np.ndarray, sparse: list[SparseVector] | None, n: i
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sae", default=None)
     ap.add_argument("--docs", type=int, default=50_000)
     ap.add_argument("--encode-texts", type=int, default=256)
@@ -108,10 +115,15 @@ def main() -> None:
         sae = SparseAutoencoder(SAEConfig(d_in=bb.dim, width=8192, k=16, avgdl=1300.0))
     encoder = LatentTermEncoder(sae, bb)
     docs = list(read_corpus(DATA / "scifact"))
-    queries = [json.loads(line)["text"] for line in open(DATA / "scifact" / "queries.jsonl")][: args.queries]
+    with open(DATA / "scifact" / "queries.jsonl") as fh:
+        queries = [json.loads(line)["text"] for line in fh][: args.queries]
     result: dict = {
-        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "load_avg_before": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "load_avg_before": os.getloadavg(),
+        },
         "sae": {"width": sae.cfg.width, "k": sae.cfg.k, "trained": bool(args.sae)},
     }
     sample = [d.text for d in docs[: args.encode_texts]]
@@ -146,7 +158,9 @@ def main() -> None:
                 req = SearchRequest(
                     dense=qenc.dense[i] if mode != "sparse" else None,
                     sparse=qenc.sparse[i] if mode != "dense" else None,
-                    k=10, mode=mode, with_legs=False,
+                    k=10,
+                    mode=mode,
+                    with_legs=False,
                 )
                 t0 = time.perf_counter()
                 full_store.search(req)
@@ -158,12 +172,20 @@ def main() -> None:
                 t0 = time.perf_counter()
                 e = encoder.encode_queries([q]) if mode == "hybrid" else None
                 dv = e.dense[0] if e is not None else bb.encode_dense([q], is_query=True)[0]
-                req = SearchRequest(dense=dv, sparse=e.sparse[0] if e is not None else None, k=10, mode=mode, with_legs=False)
+                req = SearchRequest(
+                    dense=dv,
+                    sparse=e.sparse[0] if e is not None else None,
+                    k=10,
+                    mode=mode,
+                    with_legs=False,
+                )
                 full_store.search(req)
                 times.append(time.perf_counter() - t0)
                 del i
             lat[f"{mode}_end_to_end"] = {"p50_ms": pct(times, 50), "p95_ms": pct(times, 95)}
-        lat["hybrid_over_dense_end_to_end_p50"] = lat["hybrid_end_to_end"]["p50_ms"] / lat["dense_end_to_end"]["p50_ms"]
+        lat["hybrid_over_dense_end_to_end_p50"] = (
+            lat["hybrid_end_to_end"]["p50_ms"] / lat["dense_end_to_end"]["p50_ms"]
+        )
         result["latency"] = lat
         print("latency", json.dumps(lat))
         full_store.close()
@@ -196,7 +218,11 @@ def main() -> None:
     for key, v in la.items():
         if isinstance(v, dict):
             md.append(f"| {key.replace('_', ' ')} | {v['p50_ms']:.2f} | {v['p95_ms']:.2f} |")
-    md += ["", f"End-to-end hybrid / end-to-end dense (p50): **{la['hybrid_over_dense_end_to_end_p50']:.2f}x**", ""]
+    md += [
+        "",
+        f"End-to-end hybrid / end-to-end dense (p50): **{la['hybrid_over_dense_end_to_end_p50']:.2f}x**",
+        "",
+    ]
     (out / "index.md").write_text("\n".join(md))
     print("\n".join(md))
 

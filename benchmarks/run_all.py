@@ -50,21 +50,26 @@ def table(results: list[dict]) -> str:
             v = r["metrics"][m]
             cells.append(f"**{v:.4f}**" if v == best[m] else f"{v:.4f}")
         rows.append(
-            f"| {r['system']} | " + " | ".join(cells)
+            f"| {r['system']} | "
+            + " | ".join(cells)
             + f" | {r.get('query_p50_ms', float('nan')):.2f} | {r.get('query_p95_ms', float('nan')):.2f} |"
         )
     return "\n".join(rows)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--datasets", default=None, help="comma-separated (default: by mode)")
     args = ap.parse_args()
     out = REPO / "benchmarks" / ("results-quick" if args.quick else "results")
     out.mkdir(parents=True, exist_ok=True)
-    names = args.datasets.split(",") if args.datasets else (
-        ["limit-small", "scifact"] if args.quick else ["scifact", "nfcorpus", "limit-small"]
+    names = (
+        args.datasets.split(",")
+        if args.datasets
+        else (["limit-small", "scifact"] if args.quick else ["scifact", "nfcorpus", "limit-small"])
     )
     exe = [sys.executable, "-m", "latentlex.cli"]
     sections = []
@@ -82,7 +87,13 @@ def main() -> None:
         run([sys.executable, "benchmarks/bench_training.py"])
         sae = REPO / ".cache" / "latentlex-eval" / "saes"
         fitted = sorted(p for p in sae.glob("scifact-*") if (p / "cfg.json").is_file())
-        run([sys.executable, "benchmarks/bench_index.py", *(["--sae", str(fitted[0])] if fitted else [])])
+        run(
+            [
+                sys.executable,
+                "benchmarks/bench_index.py",
+                *(["--sae", str(fitted[0])] if fitted else []),
+            ]
+        )
         for extra in ("training.md", "index.md"):
             if (out / extra).is_file():
                 sections.append((out / extra).read_text())

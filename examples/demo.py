@@ -46,7 +46,9 @@ def load_queries() -> tuple[dict[str, str], dict[str, set[str]]]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--fresh", action="store_true", help="refit the SAE even if one is cached")
     ap.add_argument("--width", type=int, default=4096)
     ap.add_argument("--k", type=int, default=16)
@@ -78,7 +80,9 @@ def main() -> None:
     t0 = time.perf_counter()
     index = LatentIndex(encoder, CACHE / "index", collection="limit-small", recreate=True)
     index.add_documents(docs)
-    print(f"[2/4] indexed {index.count()} LIMIT-small documents in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"[2/4] indexed {index.count()} LIMIT-small documents in {time.perf_counter() - t0:.1f} s"
+    )
 
     queries, qrels = load_queries()
     print("[3/4] a few queries, three ways (✓ = relevant)")
@@ -99,9 +103,16 @@ def main() -> None:
         t0 = time.perf_counter()
         results = index.search_batch([queries[q] for q in qids], k=10, mode=mode, with_legs=False)
         secs = time.perf_counter() - t0
-        r2 = sum(len({h.doc_id for h in hs[:2]} & qrels[q]) / 2 for q, hs in zip(qids, results)) / len(qids)
-        r10 = sum(len({h.doc_id for h in hs} & qrels[q]) / 2 for q, hs in zip(qids, results)) / len(qids)
-        print(f"    {mode:>6}: recall@2 {r2:.3f}  recall@10 {r10:.3f}  ({secs:.1f} s incl. encoding)")
+        r2 = sum(
+            len({h.doc_id for h in hs[:2]} & qrels[q]) / 2
+            for q, hs in zip(qids, results, strict=True)
+        ) / len(qids)
+        r10 = sum(
+            len({h.doc_id for h in hs} & qrels[q]) / 2 for q, hs in zip(qids, results, strict=True)
+        ) / len(qids)
+        print(
+            f"    {mode:>6}: recall@2 {r2:.3f}  recall@10 {r10:.3f}  ({secs:.1f} s incl. encoding)"
+        )
     index.close()
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from latentlex.corpus import count_documents, read_corpus
 from latentlex.errors import CorpusError
 

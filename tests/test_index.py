@@ -4,7 +4,6 @@ import asyncio
 
 import numpy as np
 import pytest
-
 from latentlex.errors import CollectionMismatchError, ConfigError
 from latentlex.index import LatentIndex
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from latentlex.states import TokenStates, encode_token_states
 
 
@@ -16,7 +15,7 @@ def test_encode_and_reuse(backbone, tmp_path):
     assert by_id["b"] == 0
     # the stored token states are the backbone's, in fp16
     i = st.doc_ids.index("c")
-    tokens, lengths = st.doc_range(i, i + 1)
+    tokens, _ = st.doc_range(i, i + 1)
     ref = backbone.forward([texts[2]])
     np.testing.assert_allclose(tokens.astype(np.float32), ref.token_states.numpy(), atol=1e-2)
     np.testing.assert_allclose(st.dense[i], ref.dense[0].numpy(), atol=1e-5)
@@ -26,7 +25,9 @@ def test_encode_and_reuse(backbone, tmp_path):
     assert (tmp_path / "s" / "tokens.f16").stat().st_mtime_ns == mtime
     assert st2.doc_ids == st.doc_ids
     # a changed corpus is re-encoded
-    st3 = encode_token_states(backbone, ids, [*texts[:2], "changed"], tmp_path / "s", progress=False)
+    st3 = encode_token_states(
+        backbone, ids, [*texts[:2], "changed"], tmp_path / "s", progress=False
+    )
     assert st3.meta["corpus_hash"] != st.meta["corpus_hash"]
     assert isinstance(TokenStates.open(tmp_path / "s"), TokenStates)
 
@@ -34,7 +35,13 @@ def test_encode_and_reuse(backbone, tmp_path):
 def test_max_tokens_stops_early(backbone, tmp_path):
     texts = [f"document number {i} with several words in it" for i in range(20)]
     st = encode_token_states(
-        backbone, [str(i) for i in range(20)], texts, tmp_path, batch_size=4, max_tokens=30, progress=False
+        backbone,
+        [str(i) for i in range(20)],
+        texts,
+        tmp_path,
+        batch_size=4,
+        max_tokens=30,
+        progress=False,
     )
     assert 30 <= st.tokens.shape[0] < 30 + 4 * 12
     assert st.n_docs < 20

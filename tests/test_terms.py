@@ -3,7 +3,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from latentlex.errors import BackboneMismatchError, ConfigError
 from latentlex.sae import SAEConfig, SparseAutoencoder
 from latentlex.terms import LatentTermEncoder, pool_latents
@@ -85,7 +84,11 @@ def test_backbone_mismatch_refused(backbone):
     with pytest.raises(BackboneMismatchError, match="768"):
         LatentTermEncoder(SparseAutoencoder(cfg), backbone)
     cfg = SAEConfig(
-        d_in=backbone.dim, width=64, k=4, backbone="x", backbone_fingerprint="0" * 16,
+        d_in=backbone.dim,
+        width=64,
+        k=4,
+        backbone="x",
+        backbone_fingerprint="0" * 16,
         backbone_dim=backbone.dim,
     )
     with pytest.raises(BackboneMismatchError, match="0000000000000000"):
@@ -94,8 +97,17 @@ def test_backbone_mismatch_refused(backbone):
 
 def test_pooled_mode_uses_clsr_weights(backbone):
     cfg = SAEConfig(
-        d_in=backbone.dim, width=256, k=8, architecture="batchtopk", mode="pooled",
-        threshold=0.0, bm25_k1=0.6, bm25_b=2.0, query_k2=1.5, doc_max_terms=5, avgdl=5.0,
+        d_in=backbone.dim,
+        width=256,
+        k=8,
+        architecture="batchtopk",
+        mode="pooled",
+        threshold=0.0,
+        bm25_k1=0.6,
+        bm25_b=2.0,
+        query_k2=1.5,
+        doc_max_terms=5,
+        avgdl=5.0,
     )
     torch.manual_seed(0)
     enc = LatentTermEncoder(SparseAutoencoder(cfg), backbone)

@@ -169,7 +169,10 @@ class Backbone:
 
     @property
     def max_seq_length(self) -> int:
-        return int(self.model.max_seq_length)
+        value = self.model.max_seq_length
+        if value is None:  # pragma: no cover - models without a limit
+            raise LatentLexError(f"backbone {self.name!r} reports no maximum sequence length")
+        return int(value)
 
     @property
     def tokenizer(self) -> Any:

@@ -55,6 +55,7 @@ SAE_WEIGHTS_NAME = "sae.safetensors"
 FORMAT_VERSION = 1
 MAX_WIDTH = 2**20
 MAX_D_IN = 16384
+MAX_CONFIG_BYTES = 1 << 20
 MODES = ("token", "pooled")
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
 COMPUTE_DTYPES = ("fp32", "bf16")
@@ -442,6 +443,7 @@ class SparseAutoencoder(nn.Module):
         self.compute_dtype = "fp32"
         self.matmul_backend = "torch"
         self._workspace: dict[str, Tensor] = {}
+        self.labels: dict[int, str] = {}
 
     # -- configuration of the training forward
 
@@ -717,6 +719,8 @@ class SparseAutoencoder(nn.Module):
         cfg_path = folder / SAE_CONFIG_NAME
         if not cfg_path.is_file():
             raise _fail(cfg_path, "missing SAE config file")
+        if cfg_path.stat().st_size > MAX_CONFIG_BYTES:
+            raise _fail(cfg_path, f"larger than {MAX_CONFIG_BYTES:,} bytes: not an SAE config")
         try:
             raw = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -736,7 +740,19 @@ class SparseAutoencoder(nn.Module):
         tensors = _read_weights(folder / SAE_WEIGHTS_NAME, cfg)
         sae = ARCHITECTURES[arch](cfg, device="meta")
         sae.load_state_dict(tensors, assign=True)
+        from .labels import read_label_map
+
+        sae.labels = read_label_map(folder)
         return sae.to(device) if device is not None else sae
+
+    @classmethod
+    def from_pretrained(
+        cls, repo_id_or_path: str | os.PathLike[str], **kwargs: Any
+    ) -> SparseAutoencoder:
+        """Load from a local folder or the Hugging Face Hub; see :func:`latentlex.hub.from_pretrained`."""
+        from .hub import from_pretrained
+
+        return from_pretrained(repo_id_or_path, **kwargs)
 
 
 def _read_weights(path: Path, cfg: SAEConfig) -> dict[str, Tensor]:

@@ -74,7 +74,9 @@ class SparseVector:
 
     def dot(self, other: SparseVector) -> float:
         """Inner product with another sparse vector."""
-        _, a, b = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
+        _, a, b = np.intersect1d(
+            self.indices, other.indices, assume_unique=True, return_indices=True
+        )
         return float(np.dot(self.values[a].astype(np.float64), other.values[b]))
 
     def to_qdrant(self) -> Any:

@@ -90,7 +90,7 @@ def run_eval(
     unknown = [s for s in systems if s not in ALL_SYSTEMS]
     if unknown:
         raise ConfigError(f"unknown systems {unknown}; choose from {list(ALL_SYSTEMS)}")
-    ds = load_beir(dataset, split=split)
+    ds = load_beir(Path(dataset), split=split)
     if n_queries is not None and n_queries < len(ds.queries):
         ds = subset(ds, n_queries, seed=0)
     if metrics is None:
@@ -165,6 +165,6 @@ def run_eval(
     for r in results:
         r["backbone_seconds"] = states.meta.get("seconds")
     if out_dir is not None:
-        write_report(results, out_dir, title=f"latentlex eval: {ds.name} ({split})")
+        write_report(results, Path(out_dir), title=f"latentlex eval: {ds.name} ({split})")
         Path(out_dir, "results_full.json").write_text(json.dumps(results, indent=1, default=str))
     return results
