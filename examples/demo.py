@@ -54,15 +54,16 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=16)
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--queries", type=int, default=4, help="queries shown in detail")
+    ap.add_argument("--train-docs", type=int, default=1000, help="stdlib docstrings to fit on")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     docs = list(read_corpus(DATA))
     backbone = Backbone()
-    sae_dir = CACHE / f"sae-w{args.width}-k{args.k}-e{args.epochs:g}"
+    sae_dir = CACHE / f"sae-w{args.width}-k{args.k}-e{args.epochs:g}-n{args.train_docs}"
     t0 = time.perf_counter()
     if args.fresh or not (sae_dir / "cfg.json").is_file():
-        texts = [d.text for d in stdlib_docstrings()] + [d.text for d in docs]
+        texts = [d.text for d in stdlib_docstrings(max_docs=args.train_docs)] + [d.text for d in docs]
         print(f"[1/4] fitting an SAE (width {args.width}, k {args.k}) on {len(texts)} texts ...")
         sae = fit_sae(
             texts, sae_dir, backbone=backbone, width=args.width, k=args.k, epochs=args.epochs

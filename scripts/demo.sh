@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 python examples/demo.py "$@"
