@@ -20,6 +20,7 @@ from pathlib import Path
 from latentlex import LatentIndex, LatentTermEncoder, fit_sae
 from latentlex.backbone import Backbone
 from latentlex.corpus import read_corpus, stdlib_docstrings
+from latentlex.labels import label_sae, load_labels
 from latentlex.sae import SparseAutoencoder
 
 HERE = Path(__file__).resolve().parent
@@ -63,7 +64,9 @@ def main() -> None:
     sae_dir = CACHE / f"sae-w{args.width}-k{args.k}-e{args.epochs:g}-n{args.train_docs}"
     t0 = time.perf_counter()
     if args.fresh or not (sae_dir / "cfg.json").is_file():
-        texts = [d.text for d in stdlib_docstrings(max_docs=args.train_docs)] + [d.text for d in docs]
+        texts = [d.text for d in stdlib_docstrings(max_docs=args.train_docs)] + [
+            d.text for d in docs
+        ]
         print(f"[1/4] fitting an SAE (width {args.width}, k {args.k}) on {len(texts)} texts ...")
         sae = fit_sae(
             texts, sae_dir, backbone=backbone, width=args.width, k=args.k, epochs=args.epochs
@@ -76,6 +79,14 @@ def main() -> None:
         f"      FVU {m.get('fvu', float('nan')):.3f}, L0 {m.get('l0', float('nan')):.1f}, "
         f"dead {m.get('dead_pct', float('nan')):.1f}% ({time.perf_counter() - t0:.0f} s)"
     )
+
+    if not (sae_dir / "labels.json").is_file():
+        t0 = time.perf_counter()
+        labels = label_sae(sae_dir, [d.text for d in docs], backbone=backbone)
+        print(
+            f"      labelled {len(labels)} latents with their top words ({time.perf_counter() - t0:.0f} s)"
+        )
+    sae.labels = load_labels(sae_dir).as_label_map()
 
     encoder = LatentTermEncoder(sae, backbone)
     t0 = time.perf_counter()
