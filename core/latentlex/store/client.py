@@ -106,7 +106,9 @@ class _Core:
         )
         if url is None and location is None and path is None:
             location = ":memory:"
-        self.where = url or (f"local path {path}" if path else f"local {location}")
+        self.where = (
+            _redact(url) if url else (f"local path {path}" if path else f"local {location}")
+        )
         self.options: dict[str, Any] = {
             "url": url,
             "location": location,
@@ -780,3 +782,19 @@ class AsyncClientStore:
     asearch = search
     asearch_batch = search_batch
     aclose = close
+
+
+def _redact(url: str) -> str:
+    """A URL without its user:password part, for messages and logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
