@@ -135,3 +135,22 @@ def test_encode_states_equals_encode_documents(encoder, tmp_path):
         common = np.intersect1d(a.indices, b.indices)
         assert len(common) >= 0.9 * max(len(a), len(b))
         assert abs(a.dot(a) - b.dot(b)) / b.dot(b) < 0.02
+
+
+def test_layer_is_recorded_and_enforced(backbone, tmp_path):
+    from latentlex.backbone import Backbone
+    from latentlex.fit import fit_sae
+
+    texts = ["Geneva likes quokkas and tapirs.", "Armand likes slide rules and limes."] * 4
+    layer1 = Backbone(device="cpu", layer=1)
+    out = layer1.forward(texts[:1])
+    final = backbone.forward(texts[:1])
+    assert out.lengths.tolist() == final.lengths.tolist()
+    assert not torch.allclose(out.token_states, final.token_states)  # really another layer
+    np.testing.assert_allclose(out.dense.numpy(), final.dense.numpy(), atol=1e-5)  # same pass
+    sae = fit_sae(texts, tmp_path / "sae", backbone=layer1, width=64, k=4, epochs=2, progress=False)
+    assert SparseAutoencoder.load(tmp_path / "sae").cfg.layer == 1
+    enc = LatentTermEncoder(tmp_path / "sae")  # builds the backbone the config names
+    assert enc.backbone.layer == 1
+    with pytest.raises(ConfigError, match="layer 1"):
+        LatentTermEncoder(sae, backbone)

@@ -53,6 +53,7 @@ def _run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         max_tokens=args.max_tokens,
         keep_special_tokens=args.keep_special_tokens,
+        layer=args.layer,
         bm25_k1=args.k1,
         bm25_b=args.b,
         cache_dir=args.cache_dir,
@@ -90,6 +91,9 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k1", type=float, default=None, help="BM25 k1 (default by mode)")
     p.add_argument("--b", type=float, default=None, help="BM25 b (default by mode)")
     p.add_argument("--keep-special-tokens", action="store_true")
+    p.add_argument(
+        "--layer", type=int, default=None, help="backbone layer to read (default: final)"
+    )
     p.add_argument("--cache-dir", default=None, help="keep token states here between runs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -56,6 +56,8 @@ class FitConfig:
     """Stop encoding the corpus after this many token states (None: all)."""
     keep_special_tokens: bool = False
     """Keep [CLS]/[SEP]-like token states."""
+    layer: int | None = None
+    """Read token states from this backbone layer (None: the final hidden state)."""
     max_seq_length: int | None = None
     """Override the backbone's maximum tokens per text."""
     bm25_k1: float | None = None
@@ -121,6 +123,7 @@ def fit_sae(
             cfg.model,
             keep_special_tokens=cfg.keep_special_tokens,
             max_seq_length=cfg.max_seq_length,
+            layer=cfg.layer,
         )
     defaults = _MODE_DEFAULTS[cfg.mode]
     sae_cfg = SAEConfig(
@@ -133,6 +136,7 @@ def fit_sae(
         backbone_fingerprint=backbone.fingerprint(),
         backbone_dim=backbone.dim,
         keep_special_tokens=backbone.keep_special_tokens,
+        layer=backbone.layer,
         max_seq_length=backbone.max_seq_length,
         bm25_k1=cfg.bm25_k1 if cfg.bm25_k1 is not None else defaults["bm25_k1"],
         bm25_b=cfg.bm25_b if cfg.bm25_b is not None else defaults["bm25_b"],

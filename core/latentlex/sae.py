@@ -103,6 +103,8 @@ class SAEConfig:
     """That backbone's output dimension."""
     keep_special_tokens: bool = False
     """Whether [CLS]/[SEP]-like token states were kept."""
+    layer: int | None = None
+    """Backbone layer the token states came from (None: the final hidden state)."""
     max_seq_length: int | None = None
     """Maximum tokens per text used when training."""
     bm25_k1: float = 8.0

@@ -124,6 +124,16 @@ class LatentTermEncoder:
                 device=device,
                 keep_special_tokens=cfg.keep_special_tokens,
                 max_seq_length=cfg.max_seq_length,
+                layer=cfg.layer,
+            )
+        elif cfg.mode == "token" and (
+            backbone.layer != cfg.layer or backbone.keep_special_tokens != cfg.keep_special_tokens
+        ):
+            raise ConfigError(
+                f"the SAE was trained on token states of layer {cfg.layer} with "
+                f"keep_special_tokens={cfg.keep_special_tokens}, but the backbone gives layer "
+                f"{backbone.layer} with keep_special_tokens={backbone.keep_special_tokens}: build "
+                "Backbone(..., layer=..., keep_special_tokens=...) to match, or pass backbone=None"
             )
         self.backbone = backbone
         sae.check_backbone(
