@@ -1,7 +1,7 @@
 """Regenerate every benchmark result and the tables of BENCHMARKS.md, from scratch.
 
     python benchmarks/run_all.py            # full: SciFact, NFCorpus, LIMIT-small (about an hour on 2 cores)
-    python benchmarks/run_all.py --quick    # smoke: LIMIT-small + 100 SciFact queries, small SAE (CI)
+    python benchmarks/run_all.py --quick    # smoke: LIMIT-small only, an SAE fitted on its corpus (minutes)
 
 Steps (each writes under benchmarks/results/, or results-quick/ with --quick):
 1. fit the default SAE (token mode, width 8192, k 16) on each dataset's own corpus (cached in .cache/);
@@ -76,9 +76,7 @@ def main() -> None:
     for name in names:
         cmd = [*exe, "eval", "--dataset", str(dataset_dir(name)), "--fit", "--out", str(out / name)]
         if args.quick:
-            cmd += ["--width", "2048", "--k", "16", "--epochs", "3"]
-            if name != "limit-small":
-                cmd += ["--queries", "100"]
+            cmd += ["--width", "4096", "--k", "16", "--epochs", "40"]
         run(cmd)
         results = json.loads((out / name / "results.json").read_text())
         results = results["results"] if isinstance(results, dict) else results
