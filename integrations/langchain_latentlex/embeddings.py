@@ -5,7 +5,7 @@
 - :func:`latentlex_sparse_vector_params`: the ``sparse_vector_params`` with ``modifier=IDF``,
   which langchain-qdrant never sets itself (without it the scores are not BM25);
 - :class:`LatentLexEmbeddings`: the backbone's dense vector, so both legs come from the model the
-  SAE was trained on, from one backbone pass per text (:mod:`.onepass`).
+  SAE was trained on, from one backbone pass per text (:mod:`latentlex.onepass`).
 
 Example:
     >>> from langchain_qdrant import QdrantVectorStore, RetrievalMode  # doctest: +SKIP
@@ -24,9 +24,8 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 from langchain_qdrant import SparseEmbeddings, SparseVector
+from latentlex.onepass import one_pass
 from latentlex.terms import LatentTermEncoder
-
-from .onepass import one_pass
 
 logger = logging.getLogger(__name__)
 

@@ -32,9 +32,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, SparseEmbedding
 from llama_index.core.bridge.pydantic import PrivateAttr
 
+from latentlex.onepass import one_pass
 from latentlex.terms import LatentTermEncoder
-
-from .onepass import one_pass
 
 if TYPE_CHECKING:
     from latentlex.index import LatentIndex

@@ -1,10 +1,11 @@
 """One backbone pass for both vectors, even when a framework asks for them separately.
 
-langchain-qdrant's ``QdrantVectorStore`` (hybrid mode) asks ``embedding`` for dense vectors and
-``sparse_embedding`` for sparse vectors of the same texts, one after the other. :class:`OnePass`
-remembers the last texts encoded (dense and sparse together, from one forward pass) so the second
-request is served from memory. One cache is shared per encoder (:func:`one_pass`); it holds the
-last 4096 texts of each side.
+The frameworks' stock Qdrant stores (LlamaIndex ``QdrantVectorStore``, langchain-qdrant in hybrid
+mode) ask one object for the dense vectors and another for the sparse vectors of the same texts, one
+after the other. :class:`OnePass` remembers the last texts encoded (dense and sparse together, from
+one forward pass) so the second request is served from memory. One cache is shared per encoder
+(:func:`one_pass`); it holds the last 4096 texts of each side (LlamaIndex embeds up to 2048 nodes
+before it writes them). Both adapters use it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
-from latentlex.sparse import SparseVector
-from latentlex.terms import LatentTermEncoder
+
+from .sparse import SparseVector
+from .terms import LatentTermEncoder
 
 __all__ = ["OnePass", "one_pass"]
 
