@@ -142,3 +142,160 @@ def test_input_validation(index):
         index.search_batch(["x"], bogus=1)
     assert index.search_batch([]) == []
     assert np.isfinite(index.search("", k=2)[0].score)
+
+
+# ------------------------------------------------------------------ the lexical (third) leg
+
+RARE = "axolotlite"  # a made-up word: only the lexical leg knows it exactly
+
+
+@pytest.fixture(params=["edge", "memory"])
+def lex_index(request, encoder, tmp_path):
+    store = tmp_path / "edge" if request.param == "edge" else ":memory:"
+    idx = LatentIndex(encoder, store, collection=f"lex_{request.param}", lexical=True)
+    ids = list(DOCS)
+    idx.add([DOCS[i] for i in ids], ids=ids, metadata=[META[i] for i in ids])
+    yield idx
+    idx.close()
+
+
+def test_lexical_index_add_and_search(lex_index):
+    from latentlex.lexical import LexicalConfig, LexicalEncoder
+
+    assert lex_index.lexical and lex_index.lexical_config == LexicalConfig()
+    assert lex_index.spec.lexical_name == "bm25"
+    assert lex_index.identity_record()["lexical"] == LexicalConfig().as_dict()
+    rec = lex_index.get(["quokka"])[0]
+    expected = LexicalEncoder().encode_documents([DOCS["quokka"]])[0]
+    assert rec.lexical is not None and rec.lexical.indices.tolist() == expected.indices.tolist()
+    hits = lex_index.search("quokkas on Rottnest Island", k=5)
+    top = hits[0]
+    assert top.doc_id == "quokka"
+    assert top.lexical_score is not None and top.lexical_score > 0 and top.lexical_rank == 1
+    assert top.dense_rank is not None and top.sparse_rank is not None
+    lexical = lex_index.search("Rottnest Island marsupials", k=5, mode="lexical")
+    assert lexical[0].doc_id == "quokka"
+    scores = [h.score for h in lexical]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    # as in the dense and sparse modes, a single-leg search carries no leg fields
+    assert all(h.dense_score is None and h.lexical_rank is None for h in lexical)
+    for mode in ("dense", "sparse"):  # the other single legs still work
+        assert lex_index.search("quokkas on Rottnest", k=2, mode=mode)[0].doc_id == "quokka"
+    weighted = lex_index.search("quokkas", k=3, weights=(1.0, 1.0, 3.0))
+    assert weighted[0].doc_id == "quokka"
+    w = lex_index.search("quokkas", k=3, fusion="weighted", weights=(0.0, 0.0, 1.0))
+    assert w[0].score == pytest.approx(w[0].lexical_score, rel=1e-5)
+
+
+def test_lexical_rare_word_found_first(lex_index):
+    lex_index.add(
+        [f"The mineral {RARE} glows faintly under ultraviolet light.", "Minerals and light."],
+        ids=["rare", "plain"],
+        metadata=[{"kind": "rock"}, {"kind": "rock"}],
+    )
+    hits = lex_index.search(f"{RARE}", k=3, mode="lexical")
+    assert [h.doc_id for h in hits] == ["rare"]
+    hybrid = lex_index.search(f"what is {RARE}?", k=3)
+    assert hybrid[0].doc_id == "rare" and hybrid[0].lexical_rank == 1
+    # filters reach the lexical leg
+    assert lex_index.search(RARE, k=3, mode="lexical", filter={"kind": "animal"}) == []
+    # delete removes it from every leg
+    lex_index.delete(["rare"])
+    assert lex_index.search(RARE, k=3, mode="lexical") == []
+    for mode in ("hybrid", "dense", "sparse"):
+        assert all(h.doc_id != "rare" for h in lex_index.search(RARE, k=10, mode=mode))
+    assert lex_index.count() == 6
+
+
+def test_lexical_search_encoded_with_and_without(lex_index):
+    from latentlex.lexical import LexicalEncoder
+
+    qs = ["quokkas on Rottnest", "double reed woodwind"]
+    enc = lex_index.encoder.encode_queries(qs)
+    lex = LexicalEncoder(lex_index.lexical_config).encode_queries(qs)
+    three = lex_index.search_encoded(enc, 3, lexical=lex)
+    assert [h[0].doc_id for h in three] == ["quokka", "bassoon"]
+    assert three[0][0].lexical_rank == 1
+    expected = lex_index.search_batch(qs, 3)
+    assert [[(h.doc_id, h.score) for h in a] for a in three] == [
+        [(h.doc_id, pytest.approx(h.score)) for h in b] for b in expected
+    ]
+    two = lex_index.search_encoded(enc, 3)  # no lexical vectors: dense + latent terms only
+    assert all(h.lexical_rank is None and h.lexical_score is None for hits in two for h in hits)
+    only = lex_index.search_encoded(enc, 3, lexical=lex, mode="lexical")
+    assert [h[0].doc_id for h in only] == ["quokka", "bassoon"]
+    with pytest.raises(ConfigError, match="lexical"):
+        lex_index.search_encoded(enc, 3, mode="lexical")
+    with pytest.raises(ConfigError, match="three weights"):
+        lex_index.search_encoded(enc, 3, weights=(1.0, 1.0, 2.0))
+    with pytest.raises(ValueError, match="lexical vectors"):
+        lex_index.search_encoded(enc, 3, lexical=lex[:1])
+
+
+def test_lexical_add_encoded_and_explain(lex_index):
+    from latentlex.lexical import LexicalEncoder
+
+    texts = ["Narwhals have a long spiral tusk.", "Penguins cannot fly."]
+    enc = lex_index.encoder.encode_documents(texts)
+    lex_index.add_encoded(["narwhal", "penguin"], texts, enc)
+    rec = lex_index.get(["narwhal"])[0]
+    expected = LexicalEncoder().encode_documents(texts[:1])[0]
+    assert rec.lexical is not None and rec.lexical.indices.tolist() == expected.indices.tolist()
+    assert lex_index.search("narwhal tusk", k=1, mode="lexical")[0].doc_id == "narwhal"
+    ex = lex_index.explain("narwhal tusk", "narwhal")  # explains the latent leg, as before
+    hit = [
+        h for h in lex_index.search("narwhal tusk", k=10, mode="sparse") if h.doc_id == "narwhal"
+    ]
+    assert hit and abs(ex.sparse_score - hit[0].score) < 1e-4 * max(1, hit[0].score)
+
+
+def test_lexical_async(lex_index):
+    async def run():
+        hits = await lex_index.asearch("quokkas on Rottnest", k=3)
+        only = await lex_index.asearch_batch(["bassoon reed"], k=2, mode="lexical")
+        await lex_index.aadd([f"{RARE} crystals."], ids=["rare"])
+        rare = await lex_index.asearch(RARE, k=2, mode="lexical")
+        return hits, only, rare
+
+    hits, only, rare = asyncio.run(run())
+    assert hits[0].doc_id == "quokka" and hits[0].lexical_rank == 1
+    assert only[0][0].doc_id == "bassoon"
+    assert [h.doc_id for h in rare] == ["rare"]
+
+
+def test_lexical_identity_refused_on_change(encoder, tmp_path):
+    from latentlex.lexical import LexicalConfig
+
+    path = tmp_path / "edge"
+    LatentIndex(encoder, path, collection="c", lexical=LexicalConfig(avg_len=20.0)).close()
+    with pytest.raises(CollectionMismatchError, match=r"identity\.lexical"):
+        LatentIndex(encoder, path, collection="c", lexical=LexicalConfig(avg_len=30.0))
+    with pytest.raises(CollectionMismatchError, match="lexical_name"):
+        LatentIndex(encoder, path, collection="c")  # opened without the lexical leg
+    LatentIndex(encoder, path, collection="c", lexical=LexicalConfig(avg_len=20.0)).close()
+    LatentIndex(encoder, path, collection="plain").close()
+    with pytest.raises(CollectionMismatchError, match="lexical_name"):
+        LatentIndex(encoder, path, collection="plain", lexical=True)
+    LatentIndex(encoder, path, collection="plain", lexical=True, recreate=True).close()
+    with pytest.raises(ConfigError, match="lexical"):
+        LatentIndex(encoder, path, collection="x", lexical="yes")  # type: ignore[arg-type]
+
+
+def test_lexical_options_on_two_leg_index(index):
+    assert not index.lexical and index.lexical_config is None
+    assert "lexical" not in index.identity_record()
+    with pytest.raises(ConfigError, match="lexical=True"):
+        index.search("quokkas", mode="lexical")
+    with pytest.raises(ConfigError, match="three weights"):
+        index.search("quokkas", weights=(1.0, 1.0, 1.0))
+    # the weights of a single-leg mode are unused: a third one is tolerated there
+    assert index.search("quokkas", k=1, mode="dense", weights=(1.0, 1.0, 1.0))
+    with pytest.raises(ConfigError, match="weights"):
+        index.search("quokkas", weights=(1.0, 1.0, 1.0, 1.0))
+    hits = index.search("quokkas", k=2)
+    assert all(h.lexical_score is None and h.lexical_rank is None for h in hits)
+    enc = index.encoder.encode_queries(["quokkas"])
+    from latentlex.lexical import LexicalEncoder
+
+    with pytest.raises(ConfigError, match="no lexical leg"):
+        index.search_encoded(enc, 2, lexical=LexicalEncoder().encode_queries(["quokkas"]))

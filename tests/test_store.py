@@ -439,6 +439,31 @@ def _expected_fused(req: SearchRequest, hits: list) -> dict[str, float]:
     return out
 
 
+def _expected_minmax(legs: list, weights: Any, hits: list) -> dict[str, float]:
+    """Min-max fusion recomputed from the lone legs: Σ w (s − min) / (max − min), absent = 0."""
+    out = {h.doc_id: 0.0 for h in hits}
+    for leg, w in zip(legs, weights, strict=True):
+        v = np.array([x.score for x in leg])
+        lo, hi = v.min(), v.max()
+        for x in leg:
+            if x.doc_id in out:
+                out[x.doc_id] += w * (x.score - lo) / (hi - lo)
+    return out
+
+
+def test_minmax_fusion_unit() -> None:
+    """minmax_terms: the formula constants give 0 to the worst candidate and to absent docs."""
+    from latentlex.store.base import minmax_terms
+
+    legs = [[("a", 0.9), ("b", 0.5), ("c", 0.1)], [("b", 12.0)], []]
+    terms = minmax_terms(legs, [2.0, 3.0, 1.0])
+    (a0, b0, d0), (a1, b1, d1), (a2, b2, _) = terms
+    assert a0 * 0.9 + b0 == pytest.approx(2.0) and a0 * 0.1 + b0 == pytest.approx(0.0)
+    assert a0 * d0 + b0 == pytest.approx(0.0)  # absent from leg 0
+    assert a1 * 12.0 + b1 == pytest.approx(3.0) and a1 * d1 + b1 == pytest.approx(0.0)
+    assert (a2, b2) == (0.0, 0.0)
+
+
 def test_fusion_in_engine(store: Any) -> None:
     """Each fusion's score, recomputed from the legs alone with Qdrant's formulas."""
     store.upsert(_random_points(60))
@@ -451,6 +476,8 @@ def test_fusion_in_engine(store: Any) -> None:
         (Fusion.RRF, (3.0, 1.0)),
         (Fusion.DBSF, (1.0, 1.0)),
         (Fusion.WEIGHTED, (0.3, 0.7)),
+        (Fusion.MINMAX, (1.0, 1.0)),
+        (Fusion.MINMAX, (0.5, 2.0)),
     ]
     for fusion, weights in cases:
         req = _query(seed=3, k=15, fusion=fusion, weights=weights, rrf_k=20, prefetch_limit=25)
@@ -473,6 +500,8 @@ def test_fusion_in_engine(store: Any) -> None:
 
             nd, ns = norm(dense), norm(sparse)
             expected = {h.doc_id: nd.get(h.doc_id, 0.0) + ns.get(h.doc_id, 0.0) for h in hits}
+        elif fusion is Fusion.MINMAX:
+            expected = _expected_minmax([dense, sparse], weights, hits)
         else:
             expected = _expected_fused(req, hits)
         for h in hits:
@@ -749,3 +778,386 @@ def test_sidecar_and_layout(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
         EdgeStore(tmp_path).open(CollectionSpec("../escape", DIM, IDENTITY))
     assert math.isfinite(side["latentlex"]["identity"]["avgdl"])
+
+
+# ------------------------------------------------------------------------------------------------
+# the lexical (third) leg
+# ------------------------------------------------------------------------------------------------
+
+LEX = "bm25"
+LEX_BASE = 3_000_000_000  # lexical indices are token hashes anywhere in u32
+LEX_VOCAB = 30
+
+
+def _lex_spec(backend: Backend, **kw: Any) -> CollectionSpec:
+    return _spec(backend, lexical_name=LEX, **kw)
+
+
+def _lex_vec(rng: np.random.Generator, lo: int = 2, hi: int = 9) -> SparseVector:
+    nnz = int(rng.integers(lo, hi))
+    idx = LEX_BASE + rng.choice(LEX_VOCAB, nnz, replace=False)
+    return SparseVector(idx, rng.uniform(0.2, 2.0, nnz))
+
+
+def _lex_points(n: int, seed: int = 0, start: int = 0) -> list[PointRecord]:
+    rng = np.random.default_rng(seed + 1000)
+    pts = _random_points(n, seed=seed, start=start)
+    for p in pts:
+        p.lexical = _lex_vec(rng)
+    return pts
+
+
+def _lex_query(seed: int = 1, **kw: Any) -> SearchRequest:
+    rng = np.random.default_rng(seed + 2000)
+    base = _query(seed)
+    return SearchRequest(base.dense, base.sparse, lexical=_lex_vec(rng, 3, 7), **kw)
+
+
+@pytest.fixture
+def lex_store(backend: Backend) -> Iterator[Any]:
+    s = backend.make()
+    s.open(_lex_spec(backend))
+    yield s
+    s.close()
+
+
+def test_lexical_search_request_validation() -> None:
+    lex = SparseVector.from_dict({5: 1.0})
+    with pytest.raises(ConfigError, match="third"):
+        _query(weights=(1.0, 1.0, 2.0))
+    with pytest.raises(ConfigError, match="lexical"):
+        SearchRequest(None, None, mode="lexical")
+    with pytest.raises(ConfigError, match="weights"):
+        _query(weights=(1.0,))
+    with pytest.raises(ConfigError, match="weights"):
+        _query(weights=(1.0, 1.0, 1.0, 1.0))
+    with pytest.raises(ConfigError, match="DBSF"):
+        _lex_query(fusion=Fusion.DBSF, weights=(1.0, 1.0, 2.0))
+    with pytest.raises(ConfigError, match="SparseVector"):
+        _query(lexical={5: 1.0})  # type: ignore[arg-type]
+    only = SearchRequest(None, None, mode="lexical", lexical=lex, weights=(1, 2, 3))
+    assert only.weights == (1.0, 2.0, 3.0) and not only.three_legs
+    assert _lex_query().three_legs and _lex_query().leg_weights == (1.0, 1.0, 1.0)
+    assert _lex_query(weights=(2.0, 3.0)).leg_weights == (2.0, 3.0, 1.0)
+    assert _lex_query(fusion=Fusion.DBSF).leg_weights == (1.0, 1.0, 1.0)
+    assert _query(weights=(2.0, 3.0)).leg_weights == (2.0, 3.0)
+    assert _lex_query(mode="dense").leg_weights == (1.0, 1.0)
+    with pytest.raises(ConfigError, match="lexical_name"):
+        CollectionSpec("c", DIM, IDENTITY, lexical_name="latent")
+    with pytest.raises(ConfigError, match="lexical_name"):
+        CollectionSpec("c", DIM, IDENTITY, lexical_name="")
+
+
+def test_lexical_schema_created_and_reopened(backend: Backend) -> None:
+    s = backend.make()
+    s.open(_lex_spec(backend))
+    pts = _lex_points(12)
+    pts[3].lexical = None  # a document without lexical tokens (e.g. only stop words)
+    pts[4].lexical = SparseVector.empty()
+    s.upsert(pts)
+    if backend.shared:
+        s.close()
+        s = backend.make()
+    s.open(_lex_spec(backend))  # same spec: accepted, data kept
+    assert s.count() == 12 and s.identity() == IDENTITY
+    got = s.get(["d0", "d3", "d4"])
+    assert got[0].lexical is not None and pts[0].lexical is not None
+    assert got[0].lexical.indices.tolist() == pts[0].lexical.indices.tolist()
+    assert got[0].lexical.indices.dtype == np.uint32
+    np.testing.assert_allclose(got[0].lexical.values, pts[0].lexical.values, rtol=1e-6)
+    assert got[1].lexical is None and got[2].lexical is None
+    if isinstance(s, EdgeStore):
+        s.close()
+        side = json.loads((s.path / backend.collection / "latentlex.json").read_text())
+        assert side["latentlex"]["lexical_name"] == LEX
+        cfg = json.loads((s.path / backend.collection / "shard" / "edge_config.json").read_text())
+        assert str(cfg["sparse_vectors"][LEX]["modifier"]).lower() == "idf"
+    else:
+        from qdrant_client import models
+
+        info = s.client.get_collection(backend.collection)
+        assert info.config.params.sparse_vectors[LEX].modifier == models.Modifier.IDF
+        assert info.config.metadata["latentlex"]["lexical_name"] == LEX
+        s.close()
+
+
+def test_two_leg_record_unchanged() -> None:
+    from latentlex.store.base import make_record
+
+    assert "lexical_name" not in make_record(CollectionSpec("c", DIM, IDENTITY), IDENTITY)
+    rec = make_record(CollectionSpec("c", DIM, IDENTITY, lexical_name=LEX), IDENTITY)
+    assert rec["lexical_name"] == LEX
+
+
+def test_lexical_mismatch_refused_both_ways(backend: Backend) -> None:
+    s = backend.make()
+    s.open(_spec(backend))  # built without the lexical leg
+    s.upsert(_random_points(4))
+    if backend.shared:
+        s.close()
+        s = backend.make()
+    with pytest.raises(CollectionMismatchError) as err:
+        s.open(_lex_spec(backend))
+    assert "lexical_name" in str(err.value) and "recreate=True" in str(err.value)
+    with pytest.raises(StoreError, match="not open"):
+        s.upsert(_lex_points(1))
+    s.open(_spec(backend))  # still intact
+    assert s.count() == 4
+    s.open(_lex_spec(backend), recreate=True)  # rebuilt with the lexical leg
+    s.upsert(_lex_points(3))
+    if backend.shared:
+        s.close()
+        s = backend.make()
+    with pytest.raises(CollectionMismatchError) as err:
+        s.open(_spec(backend))  # the reverse: built with it, opened without
+    msg = str(err.value)
+    assert "lexical_name" in msg and "'bm25'" in msg and "recreate=True" in msg
+    with pytest.raises(CollectionMismatchError, match="lexical_name"):
+        s.open(_spec(backend, lexical_name="words"))
+    s.open(_lex_spec(backend))
+    assert s.count() == 3
+    s.close()
+
+
+def test_lexical_record_and_schema_messages() -> None:
+    from latentlex.store.base import check_record, make_record, schema_mismatch
+
+    two = make_record(CollectionSpec("c", DIM, IDENTITY), IDENTITY)
+    with pytest.raises(CollectionMismatchError, match="without the lexical leg"):
+        check_record("c", two, CollectionSpec("c", DIM, IDENTITY, lexical_name=LEX))
+    three = make_record(CollectionSpec("c", DIM, IDENTITY, lexical_name=LEX), IDENTITY)
+    with pytest.raises(CollectionMismatchError, match="with a lexical leg"):
+        check_record("c", three, CollectionSpec("c", DIM, IDENTITY))
+    dense = {"dense": (DIM, "cosine")}
+    spec = CollectionSpec("c", DIM, IDENTITY, lexical_name=LEX)
+    with pytest.raises(CollectionMismatchError, match="lexical_name"):
+        schema_mismatch("c", spec, dense=dense, sparse={"latent": True})
+    with pytest.raises(CollectionMismatchError, match="'bm25' lacks modifier=IDF"):
+        schema_mismatch("c", spec, dense=dense, sparse={"latent": True, LEX: False})
+    schema_mismatch("c", spec, dense=dense, sparse={"latent": True, LEX: True})
+
+
+def test_lexical_query_on_two_leg_collection_refused(store: Any) -> None:
+    store.upsert(_random_points(5))
+    with pytest.raises(ConfigError, match="lexical leg"):
+        store.search(_lex_query())
+    # a lexical vector given to a two-leg collection is not written
+    pts = _lex_points(2, start=10)
+    store.upsert(pts)
+    assert store.get(["d10"])[0].lexical is None
+
+
+def test_lexical_leg_scores_match_bm25_reference(backend: Backend) -> None:
+    """The lexical leg alone = Σ_t q_t · IDF_t · d_t with IDF = ln((N - n + 0.5)/(n + 0.5) + 1),
+    over the vectors LexicalEncoder made from real text."""
+    from latentlex.lexical import LexicalConfig, LexicalEncoder, measure_avg_len
+
+    rng = np.random.default_rng(5)
+    words = ["otter", "quokka", "glacier", "bassoon", "slide", "rule", "marsupial", "island"]
+    words += ["snow", "reed", "woodwind", "engineer", "analog", "computer", "perth", "melt"]
+    texts = [" ".join(rng.choice(words, int(rng.integers(2, 12)))) for _ in range(60)]
+    enc = LexicalEncoder(LexicalConfig(avg_len=measure_avg_len(texts)))
+    docs = enc.encode_documents(texts)
+    s = backend.make()
+    s.open(_lex_spec(backend))
+    base = _random_points(len(texts))
+    for p, d in zip(base, docs, strict=True):
+        p.lexical = d
+    s.upsert(base)
+    vocab = sorted({int(i) for d in docs for i in d.indices})
+    col = {t: j for j, t in enumerate(vocab)}
+    mat = np.zeros((len(docs), len(vocab)))
+    for i, d in enumerate(docs):
+        for t, v in zip(d.indices.tolist(), d.values.tolist(), strict=True):
+            mat[i, col[t]] = v
+    df = (mat > 0).sum(axis=0)
+    idf = np.log((len(docs) - df + 0.5) / (df + 0.5) + 1.0)
+    for query in ["otter island", "glacier snow melt melting", "the bassoon reed", "perth"]:
+        q = enc.encode_query(query)
+        qv = np.zeros(len(vocab))
+        for t in q.indices.tolist():
+            if t in col:
+                qv[col[t]] = 1.0
+        ref = mat @ (qv * idf)
+        hits = s.search(SearchRequest(None, None, k=len(texts), mode="lexical", lexical=q))
+        assert {h.doc_id for h in hits} == {f"d{i}" for i in np.flatnonzero(ref > 0)}
+        for rank, h in enumerate(hits, 1):
+            assert h.score == pytest.approx(ref[int(h.doc_id[1:])], abs=1e-4)
+            assert h.lexical_score == h.score and h.lexical_rank == rank
+            assert h.dense_score is None and h.sparse_score is None
+    # an empty lexical query (only stop words) finds nothing alone, and leaves hybrid working
+    empty = enc.encode_query("the of and")
+    assert len(empty) == 0
+    assert s.search(SearchRequest(None, None, mode="lexical", lexical=empty)) == []
+    base_q = _query(k=5)
+    hyb = s.search(SearchRequest(base_q.dense, base_q.sparse, k=5, lexical=empty))
+    assert len(hyb) == 5 and all(h.lexical_rank is None for h in hyb)
+    s.close()
+
+
+def _expected_fused3(req: SearchRequest, hits: list) -> dict[str, float]:
+    """The three-leg fused score of each hit from its leg ranks/scores (Qdrant's formulas)."""
+    w = req.leg_weights
+    out = {}
+    for h in hits:
+        legs = (
+            (h.dense_rank, h.dense_score, w[0]),
+            (h.sparse_rank, h.sparse_score, w[1]),
+            (h.lexical_rank, h.lexical_score, w[2]),
+        )
+        if req.fusion is Fusion.RRF:
+            out[h.doc_id] = sum(
+                1.0 / (rank / wt + req.rrf_k - 1.0) for rank, _, wt in legs if rank is not None
+            )
+        elif req.fusion is Fusion.WEIGHTED:
+            out[h.doc_id] = sum(wt * (score or 0.0) for _, score, wt in legs)
+    return out
+
+
+def test_three_leg_fusion_in_engine(lex_store: Any) -> None:
+    """Each fusion of three prefetches, recomputed from the three legs' own result lists."""
+    store = lex_store
+    store.upsert(_lex_points(60))
+    lone = {
+        mode: store.search(_lex_query(seed=3, k=25, mode=mode))
+        for mode in ("dense", "sparse", "lexical")
+    }
+    ranks = {m: {h.doc_id: (i, h.score) for i, h in enumerate(v, 1)} for m, v in lone.items()}
+    assert all(len(v) == 25 for v in lone.values())
+    cases = [
+        (Fusion.RRF, (1.0, 1.0)),
+        (Fusion.RRF, (1.0, 1.0, 1.0)),
+        (Fusion.RRF, (3.0, 1.0)),  # lexical weight 1.0
+        (Fusion.RRF, (1.0, 0.5, 4.0)),
+        (Fusion.DBSF, (1.0, 1.0, 1.0)),
+        (Fusion.WEIGHTED, (0.3, 0.7)),
+        (Fusion.WEIGHTED, (0.3, 0.7, 0.5)),
+        (Fusion.MINMAX, (1.0, 1.0, 1.0)),
+        (Fusion.MINMAX, (0.5, 1.0, 2.0)),
+        (Fusion.MINMAX, (1.0, 1.0)),  # lexical weight 1.0
+    ]
+    for fusion, weights in cases:
+        req = _lex_query(seed=3, k=20, fusion=fusion, weights=weights, rrf_k=20, prefetch_limit=25)
+        hits = store.search(req)
+        assert len(hits) == 20
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        for h in hits:  # legs attached = positions in the lone legs
+            assert h.dense_rank == ranks["dense"].get(h.doc_id, (None, None))[0]
+            assert h.sparse_rank == ranks["sparse"].get(h.doc_id, (None, None))[0]
+            assert h.lexical_rank == ranks["lexical"].get(h.doc_id, (None, None))[0]
+            if h.lexical_rank is not None:
+                assert h.lexical_score == pytest.approx(ranks["lexical"][h.doc_id][1])
+        assert any(h.lexical_rank is not None for h in hits)
+        if fusion is Fusion.DBSF:
+
+            def norm(leg: list) -> dict[str, float]:
+                v = np.array([x.score for x in leg])
+                mu, sd = v.mean(), v.std(ddof=1)
+                return {x.doc_id: (x.score - (mu - 3 * sd)) / (6 * sd) for x in leg}
+
+            normed = [norm(leg) for leg in lone.values()]
+            expected = {h.doc_id: sum(n.get(h.doc_id, 0.0) for n in normed) for h in hits}
+        elif fusion is Fusion.MINMAX:
+            expected = _expected_minmax(list(lone.values()), req.leg_weights, hits)
+        else:
+            expected = _expected_fused3(req, hits)
+        for h in hits:
+            assert h.score == pytest.approx(expected[h.doc_id], rel=1e-4, abs=1e-5), (fusion, h)
+    # the lexical leg changes the fusion: two legs differ from three
+    two = store.search(_query(seed=3, k=20))
+    three = store.search(_lex_query(seed=3, k=20))
+    assert [h.score for h in two] != pytest.approx([h.score for h in three])
+    assert all(h.lexical_rank is None for h in two)
+
+
+def test_filters_apply_to_lexical_leg(lex_store: Any) -> None:
+    store = lex_store
+    store.upsert(_lex_points(40))
+    flt = {"tag": "a", "n": {"lt": 30}}
+    allowed = {f"d{i}" for i in range(0, 30, 2)}
+    for mode in ("hybrid", "lexical"):
+        hits = store.search(_lex_query(k=40, mode=mode, filter=flt))
+        assert hits and {h.doc_id for h in hits} <= allowed
+    hybrid = store.search(_lex_query(k=40, filter=flt))
+    lex_ranked = [h for h in hybrid if h.lexical_rank]
+    assert lex_ranked and {h.doc_id for h in lex_ranked} <= allowed
+    alone = store.search(_lex_query(k=40, mode="lexical", filter=flt))
+    assert max(h.lexical_rank or 0 for h in hybrid) == len(alone) <= 15
+
+
+def test_lexical_delete_and_update_reach_the_leg(lex_store: Any) -> None:
+    store = lex_store
+    store.upsert(_lex_points(10))
+    rare = SparseVector.from_dict({LEX_BASE + LEX_VOCAB + 7: 1.0})
+    pts = _lex_points(1, start=50)
+    pts[0].lexical = rare
+    store.upsert(pts)
+    req = SearchRequest(None, None, mode="lexical", lexical=rare)
+    assert [h.doc_id for h in store.search(req)] == ["d50"]
+    hyb = store.search(_lex_query(k=11, weights=(1.0, 1.0, 1.0)))
+    assert len(hyb) == 11
+    store.upsert([PointRecord("d50", pts[0].dense, pts[0].sparse, "x", {}, lexical=None)])
+    assert store.search(req) == []  # the update dropped its lexical vector
+    store.upsert(pts)
+    store.delete(["d50"])
+    assert store.search(req) == []
+    assert all(h.doc_id != "d50" for h in store.search(_lex_query(k=20)))
+
+
+def test_lexical_batch_and_without_legs(lex_store: Any) -> None:
+    store = lex_store
+    store.upsert(_lex_points(30))
+    reqs = [
+        _lex_query(seed=1, k=5),
+        _query(seed=2, k=5),  # two legs beside three in one batch
+        _lex_query(seed=3, k=4, mode="lexical"),
+        _lex_query(seed=4, k=5, fusion=Fusion.WEIGHTED, weights=(1.0, 0.2, 0.5)),
+        _lex_query(seed=5, k=5, with_legs=False),
+    ]
+    batch = store.search_batch(reqs)
+    for req, hits in zip(reqs, batch, strict=True):
+        _assert_same_ranking(hits, store.search(req))
+    assert all(h.lexical_rank is None for h in batch[1])
+    assert all(h.lexical_rank is None and h.dense_rank is None for h in batch[4])
+    assert [h.lexical_rank for h in batch[2]] == [1, 2, 3, 4]
+
+
+def test_lexical_async(backend: Backend) -> None:
+    async def run() -> tuple[list, list]:
+        s = backend.make()
+        await s.aopen(_lex_spec(backend))
+        await s.aupsert(_lex_points(20))
+        got = await s.aget(["d1"])
+        hits = await s.asearch(_lex_query(k=5, weights=(1.0, 2.0, 3.0)))
+        lexical = await s.asearch(_lex_query(k=5, mode="lexical"))
+        await s.aclose()
+        return got, hits + lexical
+
+    got, hits = asyncio.run(run())
+    assert got[0].lexical is not None
+    assert any(h.lexical_rank is not None for h in hits[:5])
+    assert [h.lexical_rank for h in hits[5:]] == list(range(1, 6))
+
+
+def test_async_client_store_three_legs_match_sync() -> None:
+    spec = CollectionSpec("c", DIM, IDENTITY, lexical_name=LEX)
+    reqs = [_lex_query(k=6), _lex_query(k=6, fusion=Fusion.DBSF), _lex_query(k=6, mode="lexical")]
+
+    async def run() -> list:
+        s = AsyncClientStore(location=":memory:")
+        await s.open(spec)
+        await s.upsert(_lex_points(25))
+        assert (await s.get(["d2"]))[0].lexical is not None
+        out = await s.search_batch(reqs)
+        await s.close()
+        return out
+
+    got = asyncio.run(run())
+    sync = ClientStore(location=":memory:")
+    sync.open(spec)
+    sync.upsert(_lex_points(25))
+    for hits, expect in zip(got, sync.search_batch(reqs), strict=True):
+        assert [(h.doc_id, h.dense_rank, h.sparse_rank, h.lexical_rank) for h in hits] == [
+            (h.doc_id, h.dense_rank, h.sparse_rank, h.lexical_rank) for h in expect
+        ]

@@ -2,7 +2,8 @@
 
 Texts go through :class:`~latentlex.terms.LatentTermEncoder` (one backbone pass: dense + latent
 terms) into a :mod:`latentlex.store` (embedded qdrant-edge by default, a Qdrant server by URL).
-Fusion of the two legs runs inside Qdrant.
+With ``lexical=True`` a third leg holds Qdrant's BM25 of the words
+(:mod:`latentlex.lexical`). Fusion of the legs runs inside Qdrant.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm.auto import tqdm
 from ._validate import check_json_value, has_surrogate
 from .backbone import check_texts
 from .errors import ConfigError
+from .lexical import LexicalConfig, LexicalEncoder
 from .sparse import SparseVector
 from .store.base import (
     FORMAT_VERSION,
@@ -41,6 +43,9 @@ from .terms import Encoded, LatentTermEncoder
 logger = logging.getLogger(__name__)
 
 __all__ = ["Explanation", "LatentIndex", "TermContribution", "content_hash"]
+
+#: Name of the lexical sparse vector in collections built with ``lexical=True``.
+LEXICAL_NAME = "bm25"
 
 
 def content_hash(text: str, metadata: Mapping[str, Any]) -> str:
@@ -126,7 +131,7 @@ def _open_store(
 
 
 class LatentIndex:
-    """A hybrid dense + latent-term index in Qdrant.
+    """A hybrid dense + latent-term (+ lexical BM25) index in Qdrant.
 
     Args:
         encoder: the :class:`LatentTermEncoder` (or an SAE folder / Hub id to build one from).
@@ -138,6 +143,11 @@ class LatentIndex:
         async_store: an async store for the ``a*`` methods (e.g. ``AsyncClientStore`` on the same
             server); default: the store's own async twins, else the sync store in a worker thread.
         batch_size: documents encoded and written per batch.
+        lexical: add a third leg, Qdrant's BM25 of the words (``True`` for the default
+            :class:`~latentlex.lexical.LexicalConfig`, or a config; ``avg_len`` is best measured
+            on the corpus with :func:`~latentlex.lexical.measure_avg_len`). Stored as a sparse
+            vector ``"bm25"`` with the IDF modifier and fused in Qdrant with the other two. Part
+            of the collection's identity: reopening with another setting is refused.
 
     Example:
         >>> index = LatentIndex("my-sae", "./index")  # doctest: +SKIP
@@ -157,8 +167,19 @@ class LatentIndex:
         recreate: bool = False,
         async_store: AsyncStore | None = None,
         batch_size: int = 64,
+        lexical: bool | LexicalConfig = False,
         **store_kwargs: Any,
     ) -> None:
+        if isinstance(lexical, LexicalConfig):
+            lexical_config: LexicalConfig | None = lexical
+        elif isinstance(lexical, bool):
+            lexical_config = LexicalConfig() if lexical else None
+        else:
+            raise ConfigError(
+                f"lexical must be a bool or a LexicalConfig, got {type(lexical).__name__}"
+            )
+        self.lexical_config = lexical_config
+        self.lexical_encoder = None if lexical_config is None else LexicalEncoder(lexical_config)
         if not isinstance(encoder, LatentTermEncoder):
             encoder = LatentTermEncoder(encoder)
         self.encoder = encoder
@@ -169,7 +190,10 @@ class LatentIndex:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
         self.spec = CollectionSpec(
-            name=collection, dense_dim=encoder.dim, identity=self.identity_record()
+            name=collection,
+            dense_dim=encoder.dim,
+            identity=self.identity_record(),
+            lexical_name=None if lexical_config is None else LEXICAL_NAME,
         )
         self.store.open(self.spec, recreate=recreate)
         if async_store is None and isinstance(self.store, AsyncStore):
@@ -180,9 +204,10 @@ class LatentIndex:
 
     # ------------------------------------------------------------------ identity
     def identity_record(self) -> dict[str, Any]:
-        """What this index writes into its collection, and checks on open."""
+        """What this index writes into its collection, and checks on open (with the lexical
+        leg, its :meth:`LexicalConfig.as_dict` under ``"lexical"``)."""
         cfg = self.encoder.sae.cfg
-        return {
+        record: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "sae_fingerprint": self.encoder.sae.fingerprint(),
             "backbone": self.encoder.backbone.name,
@@ -193,6 +218,9 @@ class LatentIndex:
             "bm25_k1": cfg.bm25_k1,
             "bm25_b": cfg.bm25_b,
         }
+        if self.lexical_config is not None:
+            record["lexical"] = self.lexical_config.as_dict()
+        return record
 
     def close(self) -> None:
         self.store.close()
@@ -247,12 +275,25 @@ class LatentIndex:
             for i in sorted(last.values())
         ]
 
+    @property
+    def lexical(self) -> bool:
+        """Whether this index has the lexical (BM25) leg."""
+        return self.lexical_encoder is not None
+
+    def _lexical_docs(self, texts: Sequence[str]) -> list[SparseVector | None]:
+        """The lexical vectors of documents (``None`` each without the lexical leg)."""
+        if self.lexical_encoder is None:
+            return [None] * len(texts)
+        return list(self.lexical_encoder.encode_documents(texts))
+
     def _encode_points(
         self, rows: Sequence[tuple[str, str, dict[str, Any], str]]
     ) -> list[PointRecord]:
-        enc = self.encoder.encode_documents([r[1] for r in rows])
+        texts = [r[1] for r in rows]
+        enc = self.encoder.encode_documents(texts)
+        lex = self._lexical_docs(texts)
         return [
-            PointRecord(doc_id, enc.dense[i], enc.sparse[i], text, meta, h)
+            PointRecord(doc_id, enc.dense[i], enc.sparse[i], text, meta, h, lex[i])
             for i, (doc_id, text, meta, h) in enumerate(rows)
         ]
 
@@ -304,7 +345,8 @@ class LatentIndex:
         progress: bool = False,
     ) -> list[str]:
         """Write documents already encoded by :meth:`LatentTermEncoder.encode_documents` (or
-        ``encode_states``), in input order; no backbone pass."""
+        ``encode_states``), in input order; no backbone pass. With the lexical leg, its vectors
+        are computed from ``texts``."""
         if len(encoded) != len(texts):
             raise ValueError(f"got {len(encoded)} encodings for {len(texts)} texts")
         rows = self._records(texts, ids, metadata)
@@ -312,6 +354,7 @@ class LatentIndex:
         bar = tqdm(total=len(rows), desc="writing", unit="doc", disable=not progress)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
+            lex = self._lexical_docs([r[1] for r in chunk])
             self.store.upsert(
                 [
                     PointRecord(
@@ -321,8 +364,9 @@ class LatentIndex:
                         text,
                         meta,
                         h,
+                        lex[n],
                     )
-                    for doc_id, text, meta, h in chunk
+                    for n, (doc_id, text, meta, h) in enumerate(chunk)
                 ]
             )
             bar.update(len(chunk))
@@ -358,33 +402,80 @@ class LatentIndex:
         return self.store.count(filter)
 
     # ------------------------------------------------------------------ searching
+    def _lexical_queries(self, queries: Sequence[str], mode: str) -> list[SparseVector] | None:
+        """The lexical query vectors (``None`` without the lexical leg or when not used)."""
+        if self.lexical_encoder is None or mode not in ("hybrid", "lexical"):
+            return None
+        return self.lexical_encoder.encode_queries(queries)
+
+    def _check_mode(self, mode: str) -> None:
+        if mode == "lexical" and self.lexical_encoder is None:
+            raise ConfigError(
+                "mode 'lexical' needs an index with the lexical leg: LatentIndex(..., lexical=True)"
+            )
+
     def _requests(
         self,
-        enc: Encoded,
+        enc: Encoded | None,
         *,
         k: int,
         mode: str,
         fusion: str | Fusion,
-        weights: tuple[float, float],
+        weights: Sequence[float],
         rrf_k: int,
         prefetch_limit: int | None,
         filter: Filter | None,
         with_legs: bool,
+        lexical: Sequence[SparseVector] | None = None,
+        n: int | None = None,
     ) -> list[SearchRequest]:
+        self._check_mode(mode)
+        if n is None:
+            n = len(enc) if enc is not None else len(lexical or ())
+        if enc is not None and len(enc) != n:
+            raise ValueError(f"got {len(enc)} encoded queries for {n} queries")
+        if lexical is not None:
+            if self.lexical_encoder is None:
+                raise ConfigError(
+                    "lexical query vectors were given, but this index has no lexical leg "
+                    "(LatentIndex(..., lexical=True))"
+                )
+            if isinstance(lexical, SparseVector):
+                raise TypeError("lexical must be a list of SparseVector, one per query")
+            lexical = list(lexical)
+            if len(lexical) != n:
+                raise ValueError(f"got {len(lexical)} lexical vectors for {n} queries")
+            for i, v in enumerate(lexical):
+                if not isinstance(v, SparseVector):
+                    raise TypeError(f"lexical[{i}] must be a SparseVector, got {type(v).__name__}")
+        if mode == "lexical" and lexical is None:
+            raise ConfigError("mode 'lexical' needs lexical query vectors")
+        if mode != "lexical" and enc is None:
+            raise ConfigError(f"mode {mode!r} needs encoded queries")
+        use_lexical = lexical is not None and mode in ("hybrid", "lexical")
+        w = tuple(float(x) for x in weights)
+        if len(w) == 3 and not use_lexical:
+            if mode == "hybrid":
+                raise ConfigError(
+                    "three weights (dense, sparse, lexical) need the lexical leg: an index built "
+                    "with lexical=True (and, for search_encoded, lexical query vectors)"
+                )
+            w = w[:2]  # the weights of a single-leg mode are unused
         return [
             SearchRequest(
-                dense=enc.dense[i] if mode != "sparse" else None,
-                sparse=enc.sparse[i] if mode != "dense" else None,
+                dense=enc.dense[i] if enc is not None and mode in ("hybrid", "dense") else None,
+                sparse=enc.sparse[i] if enc is not None and mode in ("hybrid", "sparse") else None,
                 k=k,
                 mode=mode,
                 fusion=Fusion(fusion),
-                weights=(float(weights[0]), float(weights[1])),
+                weights=w,
                 rrf_k=rrf_k,
                 prefetch_limit=prefetch_limit,
                 filter=filter,
                 with_legs=with_legs and mode == "hybrid",
+                lexical=lexical[i] if use_lexical and lexical is not None else None,
             )
-            for i in range(len(enc))
+            for i in range(n)
         ]
 
     def search(
@@ -394,7 +485,7 @@ class LatentIndex:
         *,
         mode: str = "hybrid",
         fusion: str | Fusion = "rrf",
-        weights: tuple[float, float] = (1.0, 1.0),
+        weights: Sequence[float] = (1.0, 1.0),
         rrf_k: int = 60,
         prefetch_limit: int | None = None,
         filter: Filter | None = None,
@@ -405,14 +496,17 @@ class LatentIndex:
         Args:
             query: the query text.
             k: number of hits.
-            mode: ``"hybrid"`` (both legs fused in Qdrant), ``"dense"`` or ``"sparse"`` (latent terms).
+            mode: ``"hybrid"`` (the legs fused in Qdrant: dense + latent terms, + lexical BM25
+                when the index has it), ``"dense"``, ``"sparse"`` (latent terms) or
+                ``"lexical"`` (BM25 of the words alone; needs ``lexical=True``).
             fusion: ``"rrf"`` (weighted when ``weights`` differ), ``"dbsf"`` or ``"weighted"``
                 (linear sum of raw leg scores).
-            weights: ``(dense, sparse)`` leg weights.
+            weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights (with two,
+                the lexical leg weighs 1.0).
             rrf_k: RRF rank constant.
             prefetch_limit: candidates per leg (default ``max(50, 5k)``).
             filter: ``{"key": value}`` / ``{"key": [a, b]}`` / ``{"key": {"gte": x}}`` on metadata,
-                applied to both legs.
+                applied to every leg.
             with_legs: fill each hit's per-leg score and rank.
         """
         if not isinstance(query, str):
@@ -424,13 +518,44 @@ class LatentIndex:
 
     def search_batch(self, queries: Sequence[str], k: int = 10, **options: Any) -> list[list[Hit]]:
         """Search many queries at once (one encoder pass, one engine batch)."""
-        queries = check_texts(queries, "queries")
-        _search_defaults(options)  # refuse unknown options before encoding
-        return self.search_encoded(self.encoder.encode_queries(queries), k, **options)
+        reqs = self._text_requests(queries, k, options)
+        return [_tie_break(hits) for hits in self.store.search_batch(reqs)] if reqs else []
 
-    def search_encoded(self, queries: Encoded, k: int = 10, **options: Any) -> list[list[Hit]]:
-        """Search with queries already encoded by :meth:`LatentTermEncoder.encode_queries`."""
-        reqs = self._requests(queries, k=k, **_search_defaults(options))
+    def _text_requests(
+        self, queries: Sequence[str], k: int, options: Mapping[str, Any]
+    ) -> list[SearchRequest]:
+        """Encode query texts (no backbone pass in ``lexical`` mode) into requests."""
+        queries = check_texts(queries, "queries")
+        opts = _search_defaults(options)  # refuse unknown options before encoding
+        mode = opts["mode"]
+        self._check_mode(mode)
+        lexical = self._lexical_queries(queries, mode)
+        enc = None if mode == "lexical" else self.encoder.encode_queries(queries)
+        return self._requests(enc, k=k, lexical=lexical, n=len(queries), **opts)
+
+    def search_encoded(
+        self,
+        queries: Encoded,
+        k: int = 10,
+        *,
+        lexical: Sequence[SparseVector] | None = None,
+        **options: Any,
+    ) -> list[list[Hit]]:
+        """Search with queries already encoded by :meth:`LatentTermEncoder.encode_queries`.
+
+        Args:
+            queries: the encoded queries.
+            k: number of hits.
+            lexical: the lexical query vectors, one per query
+                (:meth:`LexicalEncoder.encode_queries`), for an index with the lexical leg.
+                Without them, ``hybrid`` fuses only the dense and latent-term legs, even on an
+                index that has the lexical leg (and ``mode="lexical"`` is refused).
+            **options: as for :meth:`search`.
+        """
+        opts = _search_defaults(options)
+        if opts["mode"] == "lexical" and lexical is None:
+            raise ConfigError("search_encoded in mode 'lexical' needs lexical= query vectors")
+        reqs = self._requests(queries, k=k, lexical=lexical, n=len(queries), **opts)
         return [_tie_break(hits) for hits in self.store.search_batch(reqs)] if reqs else []
 
     # ------------------------------------------------------------------ explaining
@@ -539,10 +664,7 @@ class LatentIndex:
     ) -> list[list[Hit]]:
         """Async :meth:`search_batch`: encoding in a worker thread, I/O through the async store."""
         astore = await self._aopen()
-        queries = check_texts(queries, "queries")
-        opts = _search_defaults(options)
-        enc = await asyncio.to_thread(self.encoder.encode_queries, queries)
-        reqs = self._requests(enc, k=k, **opts)
+        reqs = await asyncio.to_thread(self._text_requests, queries, k, options)
         if not reqs:
             return []
         if astore is None:
@@ -610,12 +732,13 @@ def _search_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     if (
         isinstance(weights, (str, bytes))
         or not isinstance(weights, Sequence)
-        or len(weights) != 2
+        or len(weights) not in (2, 3)
         or not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
         or not all(math.isfinite(float(w)) and float(w) >= 0 for w in weights)
     ):
         raise ConfigError(
-            f"weights must be two finite, non-negative numbers (dense, sparse), got {weights!r}"
+            f"weights must be two (dense, sparse) or three (dense, sparse, lexical) finite, "
+            f"non-negative numbers, got {weights!r}"
         )
     return {**_SEARCH_OPTIONS, **options}
 

@@ -585,20 +585,11 @@ class QdrantBm25System(BaseSystem):
         self.calibrated_avg_len: float | None = None
 
     def _measure_avg_len(self, texts: list[str]) -> float:
-        """Mean token count as Qdrant's BM25 tokenizer sees it.
+        """Mean token count as Qdrant's BM25 tokenizer sees it
+        (:func:`latentlex.lexical.measure_avg_len`)."""
+        from latentlex.lexical import measure_avg_len
 
-        With ``b = 0`` a document value is ``tf (k + 1) / (tf + k)``; inverting it recovers
-        ``tf`` exactly, and the sum of ``tf`` is the document length the engine uses.
-        """
-        import qdrant_edge as qe
-
-        k = 1.2
-        probe = qe.Bm25(qe.Bm25Config(k=k, b=0.0, language=self.language))
-        total = 0.0
-        for t in texts:
-            v = np.asarray(probe.embed_document(t).values, dtype=np.float64)
-            total += float(np.rint(v * k / (k + 1.0 - v)).sum())
-        return max(total / max(len(texts), 1), 1.0)
+        return measure_avg_len(texts, self.language)
 
     def _setup(self) -> None:
         import qdrant_edge  # noqa: F401

@@ -5,8 +5,9 @@
 - :class:`ClientStore` / :class:`AsyncClientStore`: ``qdrant-client`` — a server, cluster or
   Qdrant Cloud by URL, or the client's local mode (``":memory:"`` / ``path=``).
 
-Both fuse the dense and latent-term legs inside Qdrant (RRF, weighted RRF, DBSF, or a weighted
-sum formula) and validate a collection's schema and identity before writing to it.
+Both fuse the dense and latent-term legs (and, in collections with ``lexical_name``, a third
+lexical BM25 leg) inside Qdrant (RRF, weighted RRF, DBSF, or a weighted sum formula) and
+validate a collection's schema and identity before writing to it.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 A collection holds one point per document: a named dense vector (``"dense"``, cosine) and a
 named sparse vector (``"latent"``, ``modifier=IDF``: Qdrant multiplies
 ``IDF = ln((N - n + 0.5) / (n + 0.5) + 1)`` in at query time, the caller stores
-BM25-saturated document values). The payload is
+BM25-saturated document values), and optionally a third, lexical sparse vector
+(``CollectionSpec.lexical_name``, e.g. ``"bm25"``, also ``modifier=IDF``: Qdrant's BM25 of
+the words, see :mod:`latentlex.lexical`). The payload is
 ``{"doc_id": str, "text": str, "metadata": {...}, "hash": str}``; the point id is
 :func:`point_id` of the document id, so re-indexing a document updates it.
 
@@ -79,6 +81,8 @@ class CollectionSpec:
         dense_name: Name of the dense vector.
         sparse_name: Name of the sparse (latent-term) vector.
         on_disk: Keep vectors and payload on disk (memory-mapped) instead of in RAM.
+        lexical_name: Name of the lexical (BM25 of the words) sparse vector, or ``None`` for a
+            collection without the lexical leg.
     """
 
     name: str
@@ -87,6 +91,7 @@ class CollectionSpec:
     dense_name: str = "dense"
     sparse_name: str = "latent"
     on_disk: bool = False
+    lexical_name: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.dense_dim, bool) or not isinstance(self.dense_dim, int):
@@ -95,6 +100,15 @@ class CollectionSpec:
             raise ConfigError(f"dense_dim must lie in [1, 65536], got {self.dense_dim}")
         if not self.dense_name or not self.sparse_name or self.dense_name == self.sparse_name:
             raise ConfigError("dense_name and sparse_name must be distinct non-empty strings")
+        if self.lexical_name is not None and (
+            not isinstance(self.lexical_name, str)
+            or not self.lexical_name
+            or self.lexical_name in (self.dense_name, self.sparse_name)
+        ):
+            raise ConfigError(
+                f"lexical_name must be None or a non-empty string distinct from dense_name and "
+                f"sparse_name, got {self.lexical_name!r}"
+            )
         try:
             json.dumps(self.identity, allow_nan=False)
         except (TypeError, ValueError) as e:
@@ -106,7 +120,9 @@ class PointRecord:
     """One document as stored.
 
     ``dense`` comes back unit-normalised from :meth:`Store.get` (cosine collections store
-    normalised vectors).
+    normalised vectors). ``lexical`` is the BM25 vector of the text (see
+    :mod:`latentlex.lexical`); it is written only to collections with a lexical leg
+    (``CollectionSpec.lexical_name``) and ignored by others.
     """
 
     doc_id: str
@@ -115,15 +131,17 @@ class PointRecord:
     text: str
     metadata: dict[str, Any]
     hash: str = ""
+    lexical: SparseVector | None = None
 
 
 @dataclass
 class Hit:
     """One search result.
 
-    ``score`` is the fused score (or the leg's own score in ``dense``/``sparse`` mode). The leg
-    fields tell where the document stood in each leg's prefetch list (rank 1 = best); they are
-    ``None`` when it was not in that list, or when legs were not asked for.
+    ``score`` is the fused score (or the leg's own score in ``dense``/``sparse``/``lexical``
+    mode). The leg fields tell where the document stood in each leg's prefetch list (rank 1 =
+    best); they are ``None`` when it was not in that list, when legs were not asked for, or
+    (``lexical_*``) when the query had no lexical leg.
     """
 
     doc_id: str
@@ -134,27 +152,37 @@ class Hit:
     sparse_score: float | None = None
     dense_rank: int | None = None
     sparse_rank: int | None = None
+    lexical_score: float | None = None
+    lexical_rank: int | None = None
 
 
 class Fusion(str, Enum):
-    """How the dense and sparse legs are fused (always inside Qdrant).
+    """How the dense, sparse (and lexical) legs are fused (always inside Qdrant).
 
     - ``RRF``: reciprocal rank fusion as Qdrant computes it, ``Σ_leg 1 / (rank / w_leg +
       rrf_k − 1)`` with 1-based ranks in each leg's prefetch list (unweighted:
-      ``1 / (rrf_k + rank − 1)``); weighted RRF when the weights are not both 1.
+      ``1 / (rrf_k + rank − 1)``); weighted RRF when the weights are not all 1.
     - ``DBSF``: distribution-based score fusion (each leg's scores mapped by
       ``(s − (μ − 3σ)) / 6σ``, sample σ, then summed); takes no weights.
-    - ``WEIGHTED``: ``w_dense · dense_score + w_sparse · sparse_score`` (a Qdrant formula over
-      the two prefetches; a missing leg counts 0). The raw scales differ (cosine vs. BM25), so
-      choose the weights accordingly.
+    - ``WEIGHTED``: ``w_dense · dense_score + w_sparse · sparse_score (+ w_lex ·
+      lexical_score)`` (a Qdrant formula over the prefetches; a missing leg counts 0). The raw
+      scales differ (cosine vs. BM25), so choose the weights accordingly.
+    - ``MINMAX``: score-normalised fusion, ``Σ_leg w_leg · (s − min_leg) / (max_leg − min_leg)``
+      with each leg's min and max taken over its own ``prefetch_limit`` candidates for this query
+      (a document missing from a leg gets 0 there). Two engine round trips: the legs first, then
+      a Qdrant formula query over the prefetches with the per-query constants, so filters,
+      limits and payloads are the engine's as for every other fusion. Unlike RRF it keeps how
+      far ahead a leg's best document is, and unlike DBSF it is not thrown by a leg's score
+      distribution; it is the best fusion measured in ``benchmarks/research_fusion.py``.
     """
 
     RRF = "rrf"
     DBSF = "dbsf"
     WEIGHTED = "weighted"
+    MINMAX = "minmax"
 
 
-_MODES = ("hybrid", "dense", "sparse")
+_MODES = ("hybrid", "dense", "sparse", "lexical")
 
 
 @dataclass(frozen=True)
@@ -165,16 +193,20 @@ class SearchRequest:
         dense: Query dense vector (required for ``hybrid`` and ``dense`` modes).
         sparse: Query latent-term weights (required for ``hybrid`` and ``sparse`` modes).
         k: Number of hits.
-        mode: ``"hybrid"``, ``"dense"`` or ``"sparse"``.
+        mode: ``"hybrid"``, ``"dense"``, ``"sparse"`` or ``"lexical"`` (the lexical leg alone).
         fusion: Fusion method for ``hybrid``.
-        weights: ``(dense, sparse)`` weights for weighted RRF and ``WEIGHTED``.
+        weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` weights for weighted RRF and
+            ``WEIGHTED``; with two weights and a lexical query the lexical weight is 1.0.
         rrf_k: The RRF rank constant.
         prefetch_limit: Candidates each leg contributes to the fusion; ``None`` means
             ``max(50, 5 * k)``.
         filter: A neutral filter mapping (see :mod:`latentlex.store.filters`) or a native filter;
-            applied to both legs.
-        with_legs: Attach each hit's leg scores and ranks (runs the two legs alone in the same
+            applied to every leg.
+        with_legs: Attach each hit's leg scores and ranks (runs the legs alone in the same
             batch as the fused query).
+        lexical: Query BM25 vector of the lexical leg (required for ``lexical`` mode; in
+            ``hybrid`` mode it adds a third prefetch to the fusion). Only for collections with a
+            lexical leg.
     """
 
     dense: np.ndarray | None
@@ -182,11 +214,12 @@ class SearchRequest:
     k: int = 10
     mode: str = "hybrid"
     fusion: Fusion = Fusion.RRF
-    weights: tuple[float, float] = (1.0, 1.0)
+    weights: tuple[float, ...] = (1.0, 1.0)
     rrf_k: int = 60
     prefetch_limit: int | None = None
     filter: Filter | None = None
     with_legs: bool = True
+    lexical: SparseVector | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -198,23 +231,48 @@ class SearchRequest:
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_LIMIT:
                 raise ConfigError(f"{name} must be an int in [1, {MAX_LIMIT:,}], got {v!r}")
-        if len(self.weights) != 2 or not all(math.isfinite(float(w)) for w in self.weights):
+        try:
+            weights = tuple(float(w) for w in self.weights)
+        except (TypeError, ValueError):
+            weights = ()
+        if len(weights) not in (2, 3) or not all(math.isfinite(w) for w in weights):
             raise ConfigError(
-                f"weights must be two finite floats (dense, sparse), got {self.weights}"
+                f"weights must be two (dense, sparse) or three (dense, sparse, lexical) finite "
+                f"floats, got {self.weights}"
+            )
+        object.__setattr__(self, "weights", weights)
+        if self.lexical is not None and not isinstance(self.lexical, SparseVector):
+            raise ConfigError(
+                f"lexical must be a SparseVector or None, got {type(self.lexical).__name__}"
+            )
+        if len(weights) == 3 and self.lexical is None:
+            raise ConfigError(
+                "a third (lexical) weight needs a lexical query vector (SearchRequest.lexical); "
+                "give two weights (dense, sparse) without one"
             )
         if self.mode in ("hybrid", "dense") and self.dense is None:
             raise ConfigError(f"mode {self.mode!r} needs a dense query vector")
         if self.mode in ("hybrid", "sparse") and self.sparse is None:
             raise ConfigError(f"mode {self.mode!r} needs a sparse query vector")
-        if (
-            self.mode == "hybrid"
-            and self.fusion is Fusion.DBSF
-            and tuple(self.weights) != (1.0, 1.0)
-        ):
+        if self.mode == "lexical" and self.lexical is None:
+            raise ConfigError("mode 'lexical' needs a lexical query vector")
+        if self.mode == "hybrid" and self.fusion is Fusion.DBSF and any(w != 1.0 for w in weights):
             raise ConfigError(
                 "DBSF fusion takes no weights in Qdrant; use Fusion.RRF (weighted RRF) or "
                 "Fusion.WEIGHTED"
             )
+
+    @property
+    def three_legs(self) -> bool:
+        """Whether a ``hybrid`` request fuses three legs (a lexical query was given)."""
+        return self.mode == "hybrid" and self.lexical is not None
+
+    @property
+    def leg_weights(self) -> tuple[float, ...]:
+        """The weight of each fused leg: two, or three (lexical weight 1.0 unless given)."""
+        if not self.three_legs:
+            return self.weights[:2]
+        return self.weights if len(self.weights) == 3 else (*self.weights, 1.0)
 
     @property
     def candidates(self) -> int:
@@ -316,14 +374,20 @@ def index_target(key: str, kind: str) -> str:
 
 
 def make_record(spec: CollectionSpec, identity: Mapping[str, Any]) -> dict[str, Any]:
-    """The record a collection keeps about itself (collection metadata / edge sidecar)."""
-    return {
+    """The record a collection keeps about itself (collection metadata / edge sidecar).
+
+    ``lexical_name`` is recorded only for collections with a lexical leg (so the records of
+    two-leg collections are unchanged)."""
+    record: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "dense_name": spec.dense_name,
         "sparse_name": spec.sparse_name,
         "dense_dim": spec.dense_dim,
         "identity": json.loads(json.dumps(dict(identity))),
     }
+    if spec.lexical_name is not None:
+        record["lexical_name"] = spec.lexical_name
+    return record
 
 
 def _rebuild_hint(name: str) -> str:
@@ -355,6 +419,19 @@ def check_record(name: str, stored: Any, spec: CollectionSpec) -> dict[str, Any]
     for key in ("dense_name", "sparse_name", "dense_dim"):
         if stored.get(key) != wanted[key]:
             diffs.append(f"{key}: collection has {stored.get(key)!r}, expected {wanted[key]!r}")
+    if stored.get("lexical_name") != wanted.get("lexical_name"):
+        have_lex, want_lex = stored.get("lexical_name"), wanted.get("lexical_name")
+        why = (
+            "it was built without the lexical leg"
+            if have_lex is None
+            else "it was built with a lexical leg"
+            if want_lex is None
+            else "its lexical leg has another name"
+        )
+        diffs.append(
+            f"lexical_name: collection has {have_lex!r}, expected {want_lex!r} ({why}; open it "
+            f"with lexical={have_lex is not None} or rebuild it)"
+        )
     have, want = stored.get("identity") or {}, wanted["identity"]
     for key in sorted(set(have) | set(want)):
         if have.get(key, "<absent>") != want.get(key, "<absent>"):
@@ -384,7 +461,8 @@ def schema_mismatch(
         name: Collection name (for the message).
         spec: What is expected.
         dense: ``vector name -> (size, distance name lower-case)``.
-        sparse: ``sparse vector name -> has the IDF modifier``.
+        sparse: ``sparse vector name -> has the IDF modifier`` (the latent-term and, when
+            ``spec.lexical_name`` is set, the lexical vector must have it).
 
     Raises:
         CollectionMismatchError: naming every difference.
@@ -406,6 +484,14 @@ def schema_mismatch(
         diffs.append(f"no sparse vector {spec.sparse_name!r} (has {sorted(sparse)})")
     elif not sparse[spec.sparse_name]:
         diffs.append(f"sparse vector {spec.sparse_name!r} lacks modifier=IDF")
+    if spec.lexical_name is not None:
+        if spec.lexical_name not in sparse:
+            diffs.append(
+                f"no lexical sparse vector {spec.lexical_name!r} (lexical_name; the collection "
+                f"was built without the lexical leg; has {sorted(sparse)})"
+            )
+        elif not sparse[spec.lexical_name]:
+            diffs.append(f"lexical sparse vector {spec.lexical_name!r} lacks modifier=IDF")
     if diffs:
         raise CollectionMismatchError(
             f"collection {name!r} has the wrong schema: "
@@ -450,12 +536,12 @@ def prepare_points(points: Sequence[PointRecord], dense_dim: int) -> list[PointR
     Raises:
         TypeError: bad doc id or metadata.
         ConfigError: a vector of the wrong shape or with non-finite values, or a point with
-            neither vector.
+            no vector at all.
     """
     last: dict[str, PointRecord] = {}
     for rec in points:
         build_payload(rec)
-        if rec.dense is None and rec.sparse is None:
+        if rec.dense is None and rec.sparse is None and rec.lexical is None:
             raise ConfigError(f"point {rec.doc_id!r} has neither a dense nor a sparse vector")
         if rec.dense is not None:
             d = np.asarray(rec.dense)
@@ -468,9 +554,24 @@ def prepare_points(points: Sequence[PointRecord], dense_dim: int) -> list[PointR
                 raise ConfigError(f"point {rec.doc_id!r}: dense vector has non-finite values")
         if rec.sparse is not None and not np.all(np.isfinite(rec.sparse.values)):
             raise ConfigError(f"point {rec.doc_id!r}: sparse vector has non-finite values")
+        if rec.lexical is not None:
+            if not isinstance(rec.lexical, SparseVector):
+                raise ConfigError(
+                    f"point {rec.doc_id!r}: lexical must be a SparseVector, got "
+                    f"{type(rec.lexical).__name__}"
+                )
+            if not np.all(np.isfinite(rec.lexical.values)):
+                raise ConfigError(f"point {rec.doc_id!r}: lexical vector has non-finite values")
         last.pop(rec.doc_id, None)
         last[rec.doc_id] = rec
     return list(last.values())
+
+
+def _engine_sparse(sp: Any) -> SparseVector | None:
+    """An engine's sparse vector (``.indices``, ``.values``) as a :class:`SparseVector`."""
+    if sp is None:
+        return None
+    return SparseVector(np.asarray(sp.indices, dtype=np.int64), np.asarray(sp.values))
 
 
 def records_in_order(
@@ -483,14 +584,15 @@ def records_in_order(
         p = r.payload or {}
         vec = r.vector if isinstance(r.vector, dict) else {}
         sp, dense = vec.get(spec.sparse_name), vec.get(spec.dense_name)
-        sparse = None if sp is None else SparseVector(np.asarray(sp.indices), np.asarray(sp.values))
+        lex = None if spec.lexical_name is None else vec.get(spec.lexical_name)
         rec = PointRecord(
             doc_id=str(p.get("doc_id", "")),
             dense=None if dense is None else np.asarray(dense, dtype=np.float32),
-            sparse=sparse,
+            sparse=_engine_sparse(sp),
             text=str(p.get("text", "")),
             metadata=dict(p.get("metadata") or {}),
             hash=str(p.get("hash", "")),
+            lexical=_engine_sparse(lex),
         )
         by_doc[rec.doc_id] = rec
     return [by_doc[d] for d in doc_ids if d in by_doc]
@@ -510,6 +612,7 @@ def hits_with_legs(
     req: SearchRequest,
     dense_leg: Sequence[tuple[str, float]] | None,
     sparse_leg: Sequence[tuple[str, float]] | None,
+    lexical_leg: Sequence[tuple[str, float]] | None = None,
 ) -> list[Hit]:
     """Turn engine results into :class:`Hit` s, attaching leg scores and 1-based ranks.
 
@@ -518,9 +621,11 @@ def hits_with_legs(
         req: The request (its mode decides which leg the final score belongs to).
         dense_leg: ``(point id, score)`` of the dense leg alone, or ``None``.
         sparse_leg: Same for the sparse leg.
+        lexical_leg: Same for the lexical leg (``None`` when the request has none).
     """
     d = {pid: (s, r) for r, (pid, s) in enumerate(dense_leg or (), start=1)}
     s_ = {pid: (s, r) for r, (pid, s) in enumerate(sparse_leg or (), start=1)}
+    lx = {pid: (s, r) for r, (pid, s) in enumerate(lexical_leg or (), start=1)}
     hits: list[Hit] = []
     for rank, (pid, score, payload) in enumerate(fused, start=1):
         p = payload or {}
@@ -535,18 +640,83 @@ def hits_with_legs(
                 hit.dense_score, hit.dense_rank = float(score), rank
             elif req.mode == "sparse":
                 hit.sparse_score, hit.sparse_rank = float(score), rank
+            elif req.mode == "lexical":
+                hit.lexical_score, hit.lexical_rank = float(score), rank
             else:
                 if pid in d:
                     hit.dense_score, hit.dense_rank = float(d[pid][0]), d[pid][1]
                 if pid in s_:
                     hit.sparse_score, hit.sparse_rank = float(s_[pid][0]), s_[pid][1]
+                if pid in lx:
+                    hit.lexical_score, hit.lexical_rank = float(lx[pid][0]), lx[pid][1]
         hits.append(hit)
     return hits
 
 
 def needs_legs(req: SearchRequest) -> bool:
-    """Whether the two legs must run alone beside the fused query."""
+    """Whether the legs (two, or three with a lexical query) must run alone beside the fused
+    query."""
     return req.with_legs and req.mode == "hybrid"
+
+
+def two_phase(req: SearchRequest) -> bool:
+    """Whether a request needs its legs' scores before the fused query (``MINMAX`` fusion)."""
+    return req.mode == "hybrid" and req.fusion is Fusion.MINMAX
+
+
+def minmax_terms(
+    legs: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float]
+) -> list[tuple[float, float, float]]:
+    """Per leg ``(scale, offset, default)`` of the min-max fusion formula.
+
+    A leg contributes ``scale · $score + offset``, which is ``w · (s − lo) / (hi − lo)``; a
+    document missing from the leg takes ``default`` (= ``lo``) and so contributes 0. A leg whose
+    candidates all score the same gives ``w`` to each of them; an empty leg gives nothing.
+    """
+    out: list[tuple[float, float, float]] = []
+    for leg, w in zip(legs, weights, strict=True):
+        if not leg:
+            out.append((0.0, 0.0, 0.0))
+            continue
+        scores = [s for _, s in leg]
+        lo, hi = min(scores), max(scores)
+        if hi > lo:
+            scale = float(w) / (hi - lo)
+            out.append((scale, -scale * lo, lo))
+        else:
+            out.append((float(w), -float(w) * (lo - 1.0), lo - 1.0))
+    return out
+
+
+def split_legs(
+    req: SearchRequest, legs: Sequence[Sequence[tuple[str, float]]]
+) -> tuple[
+    Sequence[tuple[str, float]] | None,
+    Sequence[tuple[str, float]] | None,
+    Sequence[tuple[str, float]] | None,
+]:
+    """The results of the lone legs of one request as ``(dense, sparse, lexical)``."""
+    if not legs:
+        return None, None, None
+    if len(legs) == 3:
+        return legs[0], legs[1], legs[2]
+    return legs[0], legs[1], None
+
+
+def check_lexical(req: SearchRequest, spec: CollectionSpec, collection: str) -> str | None:
+    """The lexical vector name a request uses (``None`` without a lexical query).
+
+    Raises:
+        ConfigError: the request has a lexical query but the collection has no lexical leg.
+    """
+    if req.lexical is None:
+        return None
+    if spec.lexical_name is None:
+        raise ConfigError(
+            f"the query has a lexical vector but collection {collection!r} was opened without "
+            f"a lexical leg (CollectionSpec.lexical_name / LatentIndex(lexical=True))"
+        )
+    return spec.lexical_name
 
 
 def chunks(seq: Sequence[Any], size: int) -> list[Sequence[Any]]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from latentlex.errors import ConfigError, LatentLexError, StoreError
@@ -40,17 +40,21 @@ from latentlex.store.base import (
     SearchRequest,
     ThreadedAsyncMixin,
     build_payload,
+    check_lexical,
     check_record,
     chunks,
     hashes_of,
     hits_with_legs,
     index_target,
     make_record,
+    minmax_terms,
     needs_legs,
     point_id,
     prepare_points,
     records_in_order,
     schema_mismatch,
+    split_legs,
+    two_phase,
 )
 from latentlex.store.filters import Filter, to_qdrant
 
@@ -170,6 +174,9 @@ class _Core:
         from qdrant_client import models
 
         on_disk = spec.on_disk or self.on_disk
+        sparse_names = [spec.sparse_name] + (
+            [spec.lexical_name] if spec.lexical_name is not None else []
+        )
         kwargs: dict[str, Any] = {
             "collection_name": self.collection,
             "vectors_config": {
@@ -178,10 +185,11 @@ class _Core:
                 )
             },
             "sparse_vectors_config": {
-                spec.sparse_name: models.SparseVectorParams(
+                name: models.SparseVectorParams(
                     index=models.SparseIndexParams(on_disk=on_disk or None),
                     modifier=models.Modifier.IDF,
                 )
+                for name in sparse_names
             },
             "metadata": {META_KEY: make_record(spec, spec.identity)},
             "on_disk_payload": on_disk or None,
@@ -257,6 +265,8 @@ class _Core:
                 vector[spec.dense_name] = [float(x) for x in rec.dense]
             if rec.sparse is not None and len(rec.sparse):
                 vector[spec.sparse_name] = rec.sparse.to_qdrant()
+            if spec.lexical_name is not None and rec.lexical is not None and len(rec.lexical):
+                vector[spec.lexical_name] = rec.lexical.to_qdrant()
             out.append(
                 models.PointStruct(
                     id=point_id(rec.doc_id), vector=vector, payload=build_payload(rec)
@@ -276,76 +286,148 @@ class _Core:
 
     # -- queries --------------------------------------------------------------------------------
 
-    def requests(self, req: SearchRequest, spec: CollectionSpec) -> list[Any]:
-        """The queries of one request: the final one, then the two legs alone if asked."""
+    def requests(
+        self,
+        req: SearchRequest,
+        spec: CollectionSpec,
+        norms: Sequence[tuple[float, float, float]] | None = None,
+    ) -> list[Any]:
+        """The queries of one request: the final one, then the legs alone if asked.
+
+        ``norms``: the per-leg ``(scale, offset, default)`` of a ``MINMAX`` request, measured
+        from its legs (see :func:`~latentlex.store.base.minmax_terms`); its legs are not re-run.
+        """
         from qdrant_client import models
 
-        flt = to_qdrant(req.filter)
-        dense_q = None if req.dense is None else [float(x) for x in req.dense]
-        sparse_q = None if req.sparse is None else req.sparse.to_qdrant()
-        if req.mode == "dense":
+        legs, flt = self.leg_queries(req, spec)
+        if req.mode in ("dense", "sparse", "lexical"):
+            q, using = legs[0]
             return [
                 models.QueryRequest(
-                    query=dense_q, using=spec.dense_name, filter=flt, limit=req.k, with_payload=True
-                )
-            ]
-        if req.mode == "sparse":
-            return [
-                models.QueryRequest(
-                    query=sparse_q,
-                    using=spec.sparse_name,
-                    filter=flt,
-                    limit=req.k,
-                    with_payload=True,
+                    query=q, using=using, filter=flt, limit=req.k, with_payload=True
                 )
             ]
         n = req.candidates
-        prefetch = [
-            models.Prefetch(query=dense_q, using=spec.dense_name, filter=flt, limit=n),
-            models.Prefetch(query=sparse_q, using=spec.sparse_name, filter=flt, limit=n),
-        ]
-        w_dense, w_sparse = (float(w) for w in req.weights)
+        prefetch = [models.Prefetch(query=q, using=using, filter=flt, limit=n) for q, using in legs]
+        weights = [float(w) for w in req.leg_weights]
         query: Any
         if req.fusion is Fusion.RRF:
-            weights = None if (w_dense, w_sparse) == (1.0, 1.0) else [w_dense, w_sparse]
-            query = models.RrfQuery(rrf=models.Rrf(k=req.rrf_k, weights=weights))
+            unweighted = all(w == 1.0 for w in weights)
+            query = models.RrfQuery(
+                rrf=models.Rrf(k=req.rrf_k, weights=None if unweighted else weights)
+            )
         elif req.fusion is Fusion.DBSF:
             query = models.FusionQuery(fusion=models.Fusion.DBSF)
+        elif req.fusion is Fusion.MINMAX:
+            assert norms is not None, "MINMAX needs the legs' scores first"
+            query = models.FormulaQuery(
+                formula=models.SumExpression(
+                    sum=[
+                        models.SumExpression(
+                            sum=[models.MultExpression(mult=[a, f"$score[{i}]"]), b_]
+                        )
+                        for i, (a, b_, _) in enumerate(norms)
+                    ]
+                ),
+                defaults={f"$score[{i}]": d for i, (_, _, d) in enumerate(norms)},
+            )
         else:
             query = models.FormulaQuery(
                 formula=models.SumExpression(
                     sum=[
-                        models.MultExpression(mult=[w_dense, "$score[0]"]),
-                        models.MultExpression(mult=[w_sparse, "$score[1]"]),
+                        models.MultExpression(mult=[w, f"$score[{i}]"])
+                        for i, w in enumerate(weights)
                     ]
                 ),
-                defaults={"$score[0]": 0.0, "$score[1]": 0.0},
+                defaults={f"$score[{i}]": 0.0 for i in range(len(weights))},
             )
         out = [models.QueryRequest(prefetch=prefetch, query=query, limit=req.k, with_payload=True)]
-        if needs_legs(req):
-            out += [
-                models.QueryRequest(
-                    query=dense_q, using=spec.dense_name, filter=flt, limit=n, with_payload=False
-                ),
-                models.QueryRequest(
-                    query=sparse_q, using=spec.sparse_name, filter=flt, limit=n, with_payload=False
-                ),
-            ]
+        if needs_legs(req) and norms is None:
+            out += self.leg_requests(req, spec)
         return out
+
+    def leg_queries(
+        self, req: SearchRequest, spec: CollectionSpec
+    ) -> tuple[list[tuple[Any, str | None]], Any]:
+        """``(query, vector name)`` of each leg (one in a single-leg mode) and the filter."""
+        lexical_name = check_lexical(req, spec, self.collection)
+        flt = to_qdrant(req.filter)
+        leg: dict[str, tuple[Any, str | None]] = {
+            "dense": (
+                None if req.dense is None else [float(x) for x in req.dense],
+                spec.dense_name,
+            ),
+            "sparse": (None if req.sparse is None else req.sparse.to_qdrant(), spec.sparse_name),
+            "lexical": (None if req.lexical is None else req.lexical.to_qdrant(), lexical_name),
+        }
+        if req.mode in leg:
+            return [leg[req.mode]], flt
+        return [leg["dense"], leg["sparse"]] + ([leg["lexical"]] if req.three_legs else []), flt
+
+    def leg_requests(self, req: SearchRequest, spec: CollectionSpec) -> list[Any]:
+        """Each leg of a hybrid request alone (ids and scores, ``candidates`` deep)."""
+        from qdrant_client import models
+
+        legs, flt = self.leg_queries(req, spec)
+        return [
+            models.QueryRequest(
+                query=q, using=using, filter=flt, limit=req.candidates, with_payload=False
+            )
+            for q, using in legs
+        ]
+
+    def first_phase(
+        self, reqs: Sequence[SearchRequest], spec: CollectionSpec
+    ) -> dict[int, list[Any]]:
+        """The leg queries of the ``MINMAX`` requests, by request position."""
+        return {i: self.leg_requests(r, spec) for i, r in enumerate(reqs) if two_phase(r)}
+
+    @staticmethod
+    def leg_scores(
+        first: Mapping[int, Sequence[Any]], responses: Sequence[Any]
+    ) -> dict[int, list[list[tuple[str, float]]]]:
+        """Split the first phase's responses into each request's leg results."""
+        out: dict[int, list[list[tuple[str, float]]]] = {}
+        pos = 0
+        for i, plan in first.items():
+            out[i] = [
+                [(str(p.id), float(p.score)) for p in leg.points]
+                for leg in responses[pos : pos + len(plan)]
+            ]
+            pos += len(plan)
+        return out
+
+    def plans(
+        self,
+        reqs: Sequence[SearchRequest],
+        spec: CollectionSpec,
+        pre: Mapping[int, Sequence[Sequence[tuple[str, float]]]],
+    ) -> list[list[Any]]:
+        """The second (or only) phase: every request's queries."""
+        return [
+            self.requests(r, spec, minmax_terms(pre[i], r.leg_weights) if i in pre else None)
+            for i, r in enumerate(reqs)
+        ]
 
     @staticmethod
     def hits(
-        reqs: Sequence[SearchRequest], plans: Sequence[Sequence[Any]], responses: Sequence[Any]
+        reqs: Sequence[SearchRequest],
+        plans: Sequence[Sequence[Any]],
+        responses: Sequence[Any],
+        pre: Mapping[int, Sequence[Sequence[tuple[str, float]]]] | None = None,
     ) -> list[list[Hit]]:
         out: list[list[Hit]] = []
         pos = 0
-        for req, plan in zip(reqs, plans, strict=True):
+        for i, (req, plan) in enumerate(zip(reqs, plans, strict=True)):
             res = responses[pos : pos + len(plan)]
             pos += len(plan)
             fused = [(str(p.id), float(p.score), p.payload) for p in res[0].points]
-            legs = [[(str(p.id), float(p.score)) for p in leg.points] for leg in res[1:]]
-            dense_leg, sparse_leg = (legs[0], legs[1]) if len(legs) == 2 else (None, None)
-            out.append(hits_with_legs(fused, req, dense_leg, sparse_leg))
+            legs: Sequence[Sequence[tuple[str, float]]] = [
+                [(str(p.id), float(p.score)) for p in leg.points] for leg in res[1:]
+            ]
+            if pre is not None and i in pre and req.with_legs:
+                legs = pre[i]
+            out.append(hits_with_legs(fused, req, *split_legs(req, legs)))
         return out
 
 
@@ -489,7 +571,10 @@ class ClientStore(ThreadedAsyncMixin):
         self._core.spec = None
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
-        """Insert or update documents; returns once Qdrant acknowledged (``wait=True``)."""
+        """Insert or update documents; returns once Qdrant acknowledged (``wait=True``).
+
+        An empty sparse (or lexical) vector is stored as no vector. ``PointRecord.lexical`` is
+        written only when the collection has a lexical leg."""
         spec = self._core.writable()
         batch = prepare_points(points, spec.dense_dim)
         for part in chunks(batch, _BATCH):
@@ -569,12 +654,20 @@ class ClientStore(ThreadedAsyncMixin):
         spec = self._core.opened()
         if not reqs:
             return []
-        plans = [self._core.requests(r, spec) for r in reqs]
+        first = self._core.first_phase(reqs, spec)
+        pre = {}
+        if first:
+            with self._call("query"):
+                responses = self._client.query_batch_points(
+                    self.collection, requests=[q for plan in first.values() for q in plan]
+                )
+            pre = self._core.leg_scores(first, responses)
+        plans = self._core.plans(reqs, spec, pre)
         with self._call("query"):
             responses = self._client.query_batch_points(
                 self.collection, requests=[q for plan in plans for q in plan]
             )
-        return self._core.hits(reqs, plans, responses)
+        return self._core.hits(reqs, plans, responses, pre)
 
 
 class AsyncClientStore:
@@ -755,12 +848,20 @@ class AsyncClientStore:
         spec = self._core.opened()
         if not reqs:
             return []
-        plans = [self._core.requests(r, spec) for r in reqs]
+        first = self._core.first_phase(reqs, spec)
+        pre = {}
+        if first:
+            with self._core.errors("query"):
+                responses = await self._client.query_batch_points(
+                    self.collection, requests=[q for plan in first.values() for q in plan]
+                )
+            pre = self._core.leg_scores(first, responses)
+        plans = self._core.plans(reqs, spec, pre)
         with self._core.errors("query"):
             responses = await self._client.query_batch_points(
                 self.collection, requests=[q for plan in plans for q in plan]
             )
-        return self._core.hits(reqs, plans, responses)
+        return self._core.hits(reqs, plans, responses, pre)
 
     async def close(self) -> None:
         """Close the client if this store built it (idempotent)."""

@@ -47,17 +47,21 @@ from latentlex.store.base import (
     SearchRequest,
     ThreadedAsyncMixin,
     build_payload,
+    check_lexical,
     check_record,
     chunks,
     hashes_of,
     hits_with_legs,
     index_target,
     make_record,
+    minmax_terms,
     needs_legs,
     point_id,
     prepare_points,
     records_in_order,
     schema_mismatch,
+    split_legs,
+    two_phase,
 )
 from latentlex.store.filters import Filter, to_edge
 
@@ -175,15 +179,20 @@ class EdgeStore(ThreadedAsyncMixin):
 
         on_disk = spec.on_disk or self.on_disk
         memory = qe.Memory.Cold if on_disk else None
+        sparse_vectors = {
+            spec.sparse_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=memory)
+        }
+        if spec.lexical_name is not None:
+            sparse_vectors[spec.lexical_name] = qe.EdgeSparseVectorParams(
+                modifier=qe.Modifier.Idf, memory=memory
+            )
         return qe.EdgeConfig(
             vectors={
                 spec.dense_name: qe.EdgeVectorParams(
                     size=spec.dense_dim, distance=qe.Distance.Cosine, memory=memory
                 )
             },
-            sparse_vectors={
-                spec.sparse_name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf, memory=memory)
-            },
+            sparse_vectors=sparse_vectors,
             payload_memory=qe.Memory.Cold if on_disk else qe.Memory.Cached,
             max_search_threads=self.max_search_threads,
             # let optimize() vacuum segments of any size (the default skips those under 1000
@@ -327,13 +336,16 @@ class EdgeStore(ThreadedAsyncMixin):
             vector[spec.dense_name] = [float(x) for x in rec.dense]
         if rec.sparse is not None and len(rec.sparse):
             vector[spec.sparse_name] = rec.sparse.to_edge()
+        if spec.lexical_name is not None and rec.lexical is not None and len(rec.lexical):
+            vector[spec.lexical_name] = rec.lexical.to_edge()
         return qe.Point(point_id(rec.doc_id), vector, build_payload(rec))
 
     def upsert(self, points: Sequence[PointRecord]) -> None:
         """Insert or update documents; durable on return. See :meth:`Store.upsert`.
 
-        An empty sparse vector is stored as no sparse vector (the engine would not count it
-        in IDF statistics either way).
+        An empty sparse (or lexical) vector is stored as no vector (the engine would not count
+        it in IDF statistics either way). ``PointRecord.lexical`` is written only when the
+        collection has a lexical leg.
         """
         import qdrant_edge as qe
 
@@ -415,75 +427,127 @@ class EdgeStore(ThreadedAsyncMixin):
             out.update(hashes_of(recs))
         return out
 
-    def _requests(self, req: SearchRequest) -> list[Any]:
-        """The engine queries of one request: the final one, then the two legs if asked."""
+    def _requests(
+        self, req: SearchRequest, norms: Sequence[tuple[float, float, float]] | None = None
+    ) -> list[Any]:
+        """The engine queries of one request: the final one, then the legs alone if asked.
+
+        ``norms``: the per-leg ``(scale, offset, default)`` of a ``MINMAX`` request, measured
+        from its legs (see :func:`~latentlex.store.base.minmax_terms`); its legs are not re-run.
+        """
+        import qdrant_edge as qe
+
+        legs, flt = self._leg_queries(req)
+        if req.mode in ("dense", "sparse", "lexical"):
+            return [qe.QueryRequest(limit=req.k, query=legs[0], filter=flt, with_payload=True)]
+        n = req.candidates
+        prefetches = [qe.Prefetch(limit=n, query=q, filter=flt) for q in legs]
+        weights = [float(w) for w in req.leg_weights]
+        fusion: Any
+        E = qe.Expression
+        if req.fusion is Fusion.RRF:
+            unweighted = all(w == 1.0 for w in weights)
+            fusion = qe.Fusion.Rrf(k=req.rrf_k, weights=None if unweighted else weights)
+        elif req.fusion is Fusion.DBSF:
+            fusion = qe.Fusion.Dbsf()
+        elif req.fusion is Fusion.MINMAX:
+            assert norms is not None, "MINMAX needs the legs' scores first"
+            fusion = qe.Formula(
+                E.Sum(
+                    [
+                        E.Sum([E.Mult([E.Constant(a), E.Variable(f"$score[{i}]")]), E.Constant(b)])
+                        for i, (a, b, _) in enumerate(norms)
+                    ]
+                ),
+                defaults={f"$score[{i}]": d for i, (_, _, d) in enumerate(norms)},
+            )
+        else:
+            fusion = qe.Formula(
+                E.Sum(
+                    [
+                        E.Mult([E.Constant(w), E.Variable(f"$score[{i}]")])
+                        for i, w in enumerate(weights)
+                    ]
+                ),
+                defaults={f"$score[{i}]": 0.0 for i in range(len(weights))},
+            )
+        out = [qe.QueryRequest(limit=req.k, prefetches=prefetches, query=fusion, with_payload=True)]
+        if needs_legs(req) and norms is None:
+            out += self._leg_requests(req)
+        return out
+
+    def _leg_queries(self, req: SearchRequest) -> tuple[list[Any], Any]:
+        """The request's leg queries (one in a single-leg mode) and its engine filter."""
         import qdrant_edge as qe
 
         spec = self._spec
         assert spec is not None
+        lexical_name = check_lexical(req, spec, self.collection)
         flt = to_edge(req.filter)
-        dense_q = sparse_q = None
+        dense_q = sparse_q = lexical_q = None
         if req.dense is not None:
             dense_q = qe.Query.Nearest([float(x) for x in req.dense], using=spec.dense_name)
         if req.sparse is not None:
             sparse_q = qe.Query.Nearest(req.sparse.to_edge(), using=spec.sparse_name)
-        if req.mode == "dense":
-            return [qe.QueryRequest(limit=req.k, query=dense_q, filter=flt, with_payload=True)]
-        if req.mode == "sparse":
-            return [qe.QueryRequest(limit=req.k, query=sparse_q, filter=flt, with_payload=True)]
-        n = req.candidates
-        prefetches = [
-            qe.Prefetch(limit=n, query=dense_q, filter=flt),
-            qe.Prefetch(limit=n, query=sparse_q, filter=flt),
+        if req.lexical is not None:
+            lexical_q = qe.Query.Nearest(req.lexical.to_edge(), using=lexical_name)
+        if req.mode in ("dense", "sparse", "lexical"):
+            return [{"dense": dense_q, "sparse": sparse_q, "lexical": lexical_q}[req.mode]], flt
+        return [dense_q, sparse_q] + ([lexical_q] if req.three_legs else []), flt
+
+    def _leg_requests(self, req: SearchRequest) -> list[Any]:
+        """Each leg of a hybrid request alone (ids and scores, ``candidates`` deep)."""
+        import qdrant_edge as qe
+
+        legs, flt = self._leg_queries(req)
+        return [
+            qe.QueryRequest(limit=req.candidates, query=q, filter=flt, with_payload=False)
+            for q in legs
         ]
-        w_dense, w_sparse = (float(w) for w in req.weights)
-        fusion: Any
-        if req.fusion is Fusion.RRF:
-            weights = None if (w_dense, w_sparse) == (1.0, 1.0) else [w_dense, w_sparse]
-            fusion = qe.Fusion.Rrf(k=req.rrf_k, weights=weights)
-        elif req.fusion is Fusion.DBSF:
-            fusion = qe.Fusion.Dbsf()
-        else:
-            E = qe.Expression
-            fusion = qe.Formula(
-                E.Sum(
-                    [
-                        E.Mult([E.Constant(w_dense), E.Variable("$score[0]")]),
-                        E.Mult([E.Constant(w_sparse), E.Variable("$score[1]")]),
-                    ]
-                ),
-                defaults={"$score[0]": 0.0, "$score[1]": 0.0},
-            )
-        out = [qe.QueryRequest(limit=req.k, prefetches=prefetches, query=fusion, with_payload=True)]
-        if needs_legs(req):
-            out += [
-                qe.QueryRequest(limit=n, query=dense_q, filter=flt, with_payload=False),
-                qe.QueryRequest(limit=n, query=sparse_q, filter=flt, with_payload=False),
-            ]
-        return out
 
     def search(self, req: SearchRequest) -> list[Hit]:
         """Run one query; fusion happens in the engine."""
         return self.search_batch([req])[0]
 
     def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
-        """Run several queries (with their legs) as one planned engine batch."""
+        """Run several queries (with their legs) as one planned engine batch.
+
+        ``MINMAX`` requests take one more batch before it: their legs, whose scores set the
+        normalisation constants of the fused formula query.
+        """
         import qdrant_edge as qe
 
         shard = self._open_shard()
         if not reqs:
             return []
-        plans = [self._requests(r) for r in reqs]
+        pre: dict[int, list[list[tuple[str, float]]]] = {}
+        first = {i: self._leg_requests(r) for i, r in enumerate(reqs) if two_phase(r)}
+        if first:
+            flat = [q for plan in first.values() for q in plan]
+            with _engine("query"):
+                results = shard.query_batch(qe.QueryBatchRequest(flat))
+            pos = 0
+            for i, plan in first.items():
+                pre[i] = [
+                    [(str(p.id), float(p.score)) for p in leg]
+                    for leg in results[pos : pos + len(plan)]
+                ]
+                pos += len(plan)
+        plans = [
+            self._requests(r, minmax_terms(pre[i], r.leg_weights) if i in pre else None)
+            for i, r in enumerate(reqs)
+        ]
         flat = [q for plan in plans for q in plan]
         with _engine("query"):
             results = shard.query_batch(qe.QueryBatchRequest(flat))
         out: list[list[Hit]] = []
         pos = 0
-        for req, plan in zip(reqs, plans, strict=True):
+        for i, (req, plan) in enumerate(zip(reqs, plans, strict=True)):
             res = results[pos : pos + len(plan)]
             pos += len(plan)
             fused = [(str(p.id), float(p.score), p.payload) for p in res[0]]
             legs = [[(str(p.id), float(p.score)) for p in leg] for leg in res[1:]]
-            dense_leg, sparse_leg = (legs[0], legs[1]) if len(legs) == 2 else (None, None)
-            out.append(hits_with_legs(fused, req, dense_leg, sparse_leg))
+            if i in pre and req.with_legs:
+                legs = pre[i]
+            out.append(hits_with_legs(fused, req, *split_legs(req, legs)))
         return out
