@@ -30,6 +30,34 @@ def test_one_forward_pass_serves_dense_and_sparse(encoder):
     assert all(len(v) > 0 for v in out.sparse)
 
 
+def test_query_encoding_costs_one_forward_pass_and_matches_dense(encoder):
+    """The hybrid query path pays one backbone pass per batch, like the dense path, gives the dense
+    path's vector bit for bit, and encodes a text alone as it does inside a batch."""
+    texts = [f"Which person likes quokkas number {i}?" for i in range(10)] + ["slide rules"]
+    calls = []
+    handle = encoder.backbone.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        batched = encoder.encode_queries(texts)
+        assert len(calls) == int(np.ceil(len(texts) / encoder.batch_size))
+        calls.clear()
+        singles = [encoder.encode_queries([t]) for t in texts]
+        assert len(calls) == len(texts)  # one pass per single-text call, not two
+        calls.clear()
+        dense = [encoder.backbone.encode_dense([t], is_query=True) for t in texts]
+        assert len(calls) == len(texts)
+    finally:
+        handle.remove()
+    for i, one in enumerate(singles):
+        np.testing.assert_array_equal(one.dense, dense[i])  # same forward, same vector
+        np.testing.assert_allclose(one.dense[0], batched.dense[i], atol=1e-5)  # padding noise only
+        a = np.zeros(encoder.width)
+        b = np.zeros(encoder.width)
+        a[one.sparse[0].indices] = one.sparse[0].values
+        b[batched.sparse[i].indices] = batched.sparse[i].values
+        assert len(one.sparse[0]) > 0
+        assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) > 0.99
+
+
 def test_document_and_query_weights_follow_the_formulas(encoder):
     text = "Geneva Durben likes Quokkas, River Otters and Tapirs."
     b = encoder.backbone.forward([text])

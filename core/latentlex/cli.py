@@ -153,30 +153,70 @@ def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
 
 
 def _run_index(args: argparse.Namespace) -> int:
-    from .corpus import read_corpus
+    from itertools import islice
 
-    docs = list(read_corpus(args.corpus))
+    from tqdm.auto import tqdm
+
+    from .corpus import count_documents, read_corpus
+
+    # The corpus is streamed: at most --chunk-size documents are held at a time. read_corpus
+    # validates every file (JSON, ids, duplicates) before it yields the first document, and the
+    # first chunk is read before the collection is opened (or recreated), so a bad corpus fails
+    # before anything is touched. Each chunk is written batch by batch with skip_unchanged: a
+    # re-run (or a run after a crash) skips the documents already stored with the same content.
+    docs = read_corpus(args.corpus)
+    chunk = list(islice(docs, args.chunk_size))
+    total_docs = None if args.quiet else count_documents(args.corpus)
     index = _open_index(args, recreate=args.recreate, batch_size=args.batch_size)
+    seen = 0
+    written = 0
     with index:
         before = index.count()
-        written = index.add_documents(docs, skip_unchanged=True, progress=not args.quiet)
+        bar = tqdm(total=total_docs, desc="indexing", unit="doc", disable=args.quiet)
+        try:
+            while chunk:
+                for start in range(0, len(chunk), args.batch_size):
+                    part = chunk[start : start + args.batch_size]
+                    written += len(index.add_documents(part, skip_unchanged=True))
+                    seen += len(part)
+                    bar.update(len(part))
+                    bar.set_postfix(written=written, skipped=seen - written, refresh=False)
+                chunk = list(islice(docs, args.chunk_size))
+        finally:
+            bar.close()
         total = index.count()
-    skipped = len(docs) - len(written)
+    skipped = seen - written
     if skipped:
         print(f"resumed: {skipped} documents already indexed with the same content were skipped")
-    print(
-        f"indexed {len(written)} documents ({before} before, {total} now) into {args.collection!r}"
-    )
+    print(f"indexed {written} documents ({before} before, {total} now) into {args.collection!r}")
     return 0
 
 
-@command("index", "encode a corpus and write it into a collection (resumable)")
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
+@command("index", "encode a corpus and write it into a collection (streamed, resumable)")
 def _cfg_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True)
     p.add_argument("--sae", required=True, help="SAE folder (or Hub id)")
     _add_store_args(p)
     p.add_argument("--recreate", action="store_true", help="drop the collection first")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=64,
+        help="documents encoded and written per batch",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=2048,
+        help="documents read from the corpus at a time (bounds memory)",
+    )
     p.add_argument("--quiet", action="store_true")
 
 
