@@ -1,14 +1,26 @@
 """Regenerate every benchmark result and the tables of BENCHMARKS.md, from scratch.
 
     python benchmarks/run_all.py            # full: SciFact, NFCorpus, LIMIT-small (about an hour on 2 cores)
-    python benchmarks/run_all.py --quick    # smoke: LIMIT-small only, an SAE fitted on its corpus (minutes)
+    python benchmarks/run_all.py --quick    # smoke: LIMIT-small + a SciFact subset (minutes)
 
-Steps (each writes under benchmarks/results/, or results-quick/ with --quick):
-1. fit the default SAE (token mode, width 8192, k 16) on each dataset's own corpus (cached in .cache/);
-2. ``latentlex eval`` with every system on each dataset (quality + query latency, same run);
+Steps (each writes under benchmarks/results/, or benchmarks/results-quick/ with --quick; --out DIR
+writes elsewhere):
+1. fit an SAE (token mode, k 16) on each dataset's own corpus: width 8192 for 3 epochs in full mode;
+   in quick mode width 4096 for 20 epochs on LIMIT-small (its corpus is 46 documents) and 1 epoch on
+   the SciFact subset. The corpus is encoded once: its token states (and the dense vectors) go to
+   ``--cache`` (default .cache/latentlex-eval), where ``latentlex eval`` finds them, and so do the
+   fitted SAEs (keyed by dataset, corpus fingerprint, width, k, epochs and seed);
+2. every system of ``latentlex eval`` on each dataset (quality + query latency, same run), written
+   to ``<out>/<dataset>/results.json``, ``results.md`` and plots, and all tables to
+   ``<out>/summary.md`` (+ ``summary.json``: datasets run, SAEs used, datasets skipped);
 3. SAE training throughput (benchmarks/bench_training.py) and encoding/indexing/search speed
    (benchmarks/bench_index.py) — full mode only;
-4. the tables in BENCHMARKS.md between the ``<!-- results -->`` markers.
+4. the tables in BENCHMARKS.md between the ``<!-- results -->`` markers — full mode only.
+
+Quick mode is the CI smoke test (tests/test_bench_quick.py): LIMIT-small (46 docs, 1,000 queries),
+and a SciFact subset named ``scifact-quick`` (every test query, its judged documents and seeded
+random distractors up to 1,000 documents; written as a BEIR folder under the cache) when the SciFact
+folder exists — without it the subset is skipped with a note.
 
 Datasets are read from ``$LATENTLEX_DATA`` (default ``../shared/data``; LIMIT-small also ships in
 examples/data).
@@ -21,11 +33,39 @@ import json
 import os
 import subprocess
 import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
+
+# On a shared CPU, OpenMP threads that spin while waiting cost up to 30x: yield instead (set before
+# torch loads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LATENTLEX_DATA", REPO.parent / "shared" / "data"))
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one dataset is benchmarked."""
+
+    width: int
+    epochs: float
+    k: int = 16
+    seed: int = 0
+    subset_queries: int | None = None
+    """Evaluate on a subset: this many test queries (all their judged documents kept) ..."""
+    subset_docs: int | None = None
+    """... and seeded random distractors up to this many documents."""
+
+
+FULL = {name: Plan(width=8192, epochs=3.0) for name in ("scifact", "nfcorpus", "limit-small")}
+QUICK = {
+    "limit-small": Plan(width=4096, epochs=20.0),
+    "scifact": Plan(width=4096, epochs=1.0, subset_queries=300, subset_docs=1000),
+}
 
 
 def dataset_dir(name: str) -> Path:
@@ -49,54 +89,152 @@ def table(results: list[dict]) -> str:
         for m in metrics:
             v = r["metrics"][m]
             cells.append(f"**{v:.4f}**" if v == best[m] else f"{v:.4f}")
+        p50, p95 = r.get("query_p50_ms"), r.get("query_p95_ms")
         rows.append(
             f"| {r['system']} | "
             + " | ".join(cells)
-            + f" | {r.get('query_p50_ms', float('nan')):.2f} | {r.get('query_p95_ms', float('nan')):.2f} |"
+            + f" | {float('nan') if p50 is None else p50:.2f}"
+            + f" | {float('nan') if p95 is None else p95:.2f} |"
         )
     return "\n".join(rows)
 
 
-def main() -> None:
+def prepare(name: str, plan: Plan, cache: Path) -> Path:
+    """The BEIR folder to evaluate: the dataset itself, or its subset written under ``cache``."""
+    src = dataset_dir(name)
+    if plan.subset_queries is None:
+        return src
+    from latentlex.evaluation.beir import load_beir, subset, write_beir
+
+    small = subset(load_beir(src), plan.subset_queries, seed=plan.seed, n_docs=plan.subset_docs)
+    # The folder name is the dataset name in every cache and report: distinct from the full set.
+    dest = cache / "datasets" / f"{name}-quick"
+    write_beir(small, dest)
+    print(f"{name}: subset of {len(small.queries)} queries, {len(small.corpus)} docs -> {dest}")
+    return dest
+
+
+def fit(folder: Path, plan: Plan, cache: Path) -> Path:
+    """Fit (or reuse) the SAE of one dataset, sharing the token states with ``run_eval``."""
+    from latentlex.evaluation.beir import load_beir
+    from latentlex.fit import FitConfig, fit_sae
+
+    ds = load_beir(folder)
+    key = f"{ds.name}-{ds.fingerprint[:12]}-w{plan.width}-k{plan.k}-e{plan.epochs:g}-s{plan.seed}"
+    sae_dir = cache / "saes" / f"{key}-token"
+    if (sae_dir / "cfg.json").is_file():
+        print(f"{ds.name}: reusing SAE {sae_dir}", flush=True)
+        return sae_dir
+    t0 = time.perf_counter()
+    # fit_sae reads the folder with the same ids and texts as run_eval, so the token states it
+    # writes here are the ones run_eval reuses: the corpus goes through the backbone once.
+    cfg = FitConfig(
+        width=plan.width,
+        k=plan.k,
+        epochs=plan.epochs,
+        seed=plan.seed,
+        mode="token",
+        cache_dir=str(cache / "states" / ds.name),
+        progress=False,
+    )
+    sae = fit_sae(folder, sae_dir, cfg)
+    m = sae.cfg.metrics
+    print(
+        f"{ds.name}: fitted SAE width {plan.width} k {plan.k} epochs {plan.epochs:g} "
+        f"(FVU {m.get('fvu', float('nan')):.3f}) in {time.perf_counter() - t0:.0f}s -> {sae_dir}",
+        flush=True,
+    )
+    return sae_dir
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="the smoke run (see above)")
     ap.add_argument("--datasets", default=None, help="comma-separated (default: by mode)")
-    args = ap.parse_args()
-    out = REPO / "benchmarks" / ("results-quick" if args.quick else "results")
-    out.mkdir(parents=True, exist_ok=True)
-    names = (
-        args.datasets.split(",")
-        if args.datasets
-        else (["limit-small", "scifact"] if args.quick else ["scifact", "nfcorpus", "limit-small"])
+    ap.add_argument("--systems", default=None, help="comma-separated (default: every system)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results folder (default: benchmarks/results, or benchmarks/results-quick)",
     )
-    exe = [sys.executable, "-m", "latentlex.cli"]
-    sections = []
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=REPO / ".cache" / "latentlex-eval",
+        help="token states, dense vectors, SAEs and subsets (default: .cache/latentlex-eval)",
+    )
+    args = ap.parse_args(argv)
+    plans = QUICK if args.quick else FULL
+    out = (
+        args.out or REPO / "benchmarks" / ("results-quick" if args.quick else "results")
+    ).resolve()
+    cache = args.cache.resolve()
+    names = args.datasets.split(",") if args.datasets else list(plans)
+    unknown = [n for n in names if n not in plans]
+    if unknown:
+        ap.error(f"unknown datasets {unknown}; choose from {list(plans)}")
+    missing = {
+        n: f"{dataset_dir(n)} not found (set LATENTLEX_DATA)"
+        for n in names
+        if not (dataset_dir(n) / "corpus.jsonl").is_file()
+    }
+    if missing and not args.quick:  # a partial BENCHMARKS.md would mislead: fail before any work
+        for name, why in missing.items():
+            print(f"error: {name}: {why}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+
+    sections: list[str] = []
+    summary: dict[str, Any] = {"mode": "quick" if args.quick else "full", "datasets": {}}
+    summary["skipped"] = missing
+    saes: dict[str, Path] = {}
     for name in names:
-        cmd = [*exe, "eval", "--dataset", str(dataset_dir(name)), "--fit", "--out", str(out / name)]
-        if args.quick:
-            cmd += ["--width", "4096", "--k", "16", "--epochs", "40"]
-        run(cmd)
-        results = json.loads((out / name / "results.json").read_text())
-        results = results["results"] if isinstance(results, dict) else results
-        sections.append(f"### {name}\n\n{table(results)}\n")
+        plan = plans[name]
+        if name in missing:
+            print(f"note: skipping {name}: {missing[name]}", flush=True)
+            sections.append(f"### {name}\n\nSkipped: {missing[name]}.\n")
+            continue
+        from latentlex.evaluation.run import ALL_SYSTEMS, run_eval
+
+        folder = prepare(name, plan, cache)
+        saes[name] = sae_dir = fit(folder, plan, cache)
+        t0 = time.perf_counter()
+        results: list[dict[str, Any]] = run_eval(
+            folder,
+            sae=sae_dir,
+            systems=args.systems.split(",") if args.systems else ALL_SYSTEMS,
+            out_dir=out / folder.name,
+            cache_dir=cache,
+        )
+        r0 = results[0]
+        print(f"{r0['dataset']}: evaluated in {time.perf_counter() - t0:.0f}s", flush=True)
+        summary["datasets"][r0["dataset"]] = {
+            "source": name,
+            "folder": str(folder),
+            "n_docs": r0["n_docs"],
+            "n_queries": r0["n_queries"],
+            "sae": str(sae_dir),
+            "fit": asdict(plan),
+            "results": str(out / folder.name / "results.json"),
+        }
+        sections.append(
+            f"### {r0['dataset']} ({r0['n_docs']} docs, {r0['n_queries']} queries)\n\n"
+            f"{table(results)}\n"
+        )
     if not args.quick:
         run([sys.executable, "benchmarks/bench_training.py"])
-        sae = REPO / ".cache" / "latentlex-eval" / "saes"
-        fitted = sorted(p for p in sae.glob("scifact-*") if (p / "cfg.json").is_file())
-        run(
-            [
-                sys.executable,
-                "benchmarks/bench_index.py",
-                *(["--sae", str(fitted[0])] if fitted else []),
-            ]
-        )
-        for extra in ("training.md", "index.md"):
-            if (out / extra).is_file():
-                sections.append((out / extra).read_text())
+        bench_index = [sys.executable, "benchmarks/bench_index.py", "--out", str(out)]
+        run(bench_index + (["--sae", str(saes["scifact"])] if "scifact" in saes else []))
+        # bench_training writes to benchmarks/results whatever --out is.
+        for extra in (REPO / "benchmarks" / "results" / "training.md", out / "index.md"):
+            if extra.is_file():
+                sections.append(extra.read_text())
     body = "\n".join(sections)
     (out / "summary.md").write_text(body)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     bench = REPO / "BENCHMARKS.md"
     if not args.quick and bench.is_file():
         text = bench.read_text()
@@ -105,7 +243,8 @@ def main() -> None:
             _, tail = rest.split(MARK_END, 1)
             bench.write_text(f"{head}{MARK_START}\n{body}\n{MARK_END}{tail}")
     print(body)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -39,6 +39,7 @@ from latentlex.evaluation import (
     top_k,
     write_report,
 )
+from latentlex.evaluation.beir import write_beir
 
 DATA = Path("/work/shared/data")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -188,6 +189,29 @@ def test_subset_keeps_judged_docs() -> None:
     assert subset(ds, n_queries=40, seed=4, n_docs=400).queries != sub.queries
     assert len(subset(ds, n_queries=5, seed=0).corpus) == len(ds.corpus)
     assert sub.name == "scifact-q40-d400-s3"
+
+
+def test_write_beir_round_trip(tiny: BeirDataset, tmp_path: Path) -> None:
+    graded = BeirDataset(tiny.name, tiny.corpus, tiny.queries, {**tiny.qrels, "q2": {"d2": 2}})
+    back = load_beir(write_beir(graded, tmp_path / "copy"))
+    assert back.name == "copy"  # the folder names the dataset (and its cache entries)
+    assert list(back.corpus.items()) == list(graded.corpus.items())  # order and ids with spaces
+    assert back.queries == graded.queries and back.qrels == graded.qrels
+    assert back.fingerprint == graded.fingerprint
+    assert not list(tmp_path.glob("copy/**/*.tmp"))
+    dev = load_beir(write_beir(graded, tmp_path / "copy", split="dev"), split="dev")
+    assert dev.qrels == graded.qrels
+    bad = BeirDataset("bad", tiny.corpus, {"q\t1": "x"}, {"q\t1": {"d2": 1}})
+    with pytest.raises(CorpusError, match="tabs or line breaks"):
+        write_beir(bad, tmp_path / "bad")
+
+
+def test_write_beir_of_a_subset(tmp_path: Path) -> None:
+    ds = load_beir(_need("scifact"))
+    sub = subset(ds, n_queries=300, seed=0, n_docs=1000)
+    back = load_beir(write_beir(sub, tmp_path / "scifact-quick"))
+    assert (len(back.queries), len(back.corpus)) == (300, 1000)
+    assert back.qrels == sub.qrels and back.fingerprint == sub.fingerprint
 
 
 # --------------------------------------------------------------------------- metrics

@@ -271,9 +271,13 @@ def test_lexical_identity_refused_on_change(encoder, tmp_path):
     with pytest.raises(CollectionMismatchError, match=r"identity\.lexical"):
         LatentIndex(encoder, path, collection="c", lexical=LexicalConfig(avg_len=30.0))
     with pytest.raises(CollectionMismatchError, match="lexical_name"):
-        LatentIndex(encoder, path, collection="c")  # opened without the lexical leg
+        LatentIndex(encoder, path, collection="c", lexical=False)  # without the lexical leg
+    with LatentIndex(encoder, path, collection="c") as auto:  # default: keeps the collection's
+        assert auto.lexical_config == LexicalConfig(avg_len=20.0)
     LatentIndex(encoder, path, collection="c", lexical=LexicalConfig(avg_len=20.0)).close()
-    LatentIndex(encoder, path, collection="plain").close()
+    LatentIndex(encoder, path, collection="plain", lexical=False).close()
+    with LatentIndex(encoder, path, collection="plain") as auto:
+        assert auto.lexical_config is None and auto.spec.lexical_name is None
     with pytest.raises(CollectionMismatchError, match="lexical_name"):
         LatentIndex(encoder, path, collection="plain", lexical=True)
     LatentIndex(encoder, path, collection="plain", lexical=True, recreate=True).close()
@@ -281,7 +285,40 @@ def test_lexical_identity_refused_on_change(encoder, tmp_path):
         LatentIndex(encoder, path, collection="x", lexical="yes")  # type: ignore[arg-type]
 
 
-def test_lexical_options_on_two_leg_index(index):
+@pytest.fixture(params=["edge", "memory"])
+def two_leg_index(request, encoder, tmp_path):
+    store = tmp_path / "edge" if request.param == "edge" else ":memory:"
+    idx = LatentIndex(encoder, store, collection=f"t2_{request.param}", lexical=False)
+    ids = list(DOCS)
+    idx.add([DOCS[i] for i in ids], ids=ids, metadata=[META[i] for i in ids])
+    yield idx
+    idx.close()
+
+
+def test_default_index_has_three_legs_and_minmax(index):
+    """The defaults: a lexical leg on a new collection, min-max fusion of the three legs."""
+    from latentlex.index import DEFAULT_MINMAX_WEIGHTS
+    from latentlex.store.base import minmax_terms
+
+    assert index.lexical and index.spec.lexical_name == "bm25"
+    q = "which marsupial lives on Rottnest Island?"
+    hits = index.search(q, k=5)
+    legs = {m: index.search(q, k=50, mode=m) for m in ("dense", "sparse", "lexical")}
+    terms = minmax_terms(
+        [[(h.doc_id, h.score) for h in legs[m]] for m in ("dense", "sparse", "lexical")],
+        DEFAULT_MINMAX_WEIGHTS,
+    )
+    for h in hits:
+        expected = 0.0
+        for (a, b, _), m in zip(terms, ("dense", "sparse", "lexical"), strict=True):
+            s = next((x.score for x in legs[m] if x.doc_id == h.doc_id), None)
+            expected += 0.0 if s is None else a * s + b
+        assert h.score == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert hits[0].doc_id == "quokka"
+
+
+def test_lexical_options_on_two_leg_index(two_leg_index):
+    index = two_leg_index
     assert not index.lexical and index.lexical_config is None
     assert "lexical" not in index.identity_record()
     with pytest.raises(ConfigError, match="lexical=True"):

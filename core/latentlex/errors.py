@@ -28,7 +28,14 @@ class StoreError(LatentLexError):
 
 
 class CollectionMismatchError(StoreError):
-    """A collection was written by a different SAE, backbone or format version."""
+    """A collection was written by a different SAE, backbone or format version.
+
+    ``stored`` holds the collection's own latentlex record when one was read (else ``None``).
+    """
+
+    def __init__(self, message: str, stored: dict | None = None) -> None:
+        super().__init__(message)
+        self.stored = stored
 
 
 class HubError(LatentLexError):

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ._validate import check_json_value, has_surrogate
 from .backbone import check_texts
-from .errors import ConfigError
+from .errors import CollectionMismatchError, ConfigError
 from .lexical import LexicalConfig, LexicalEncoder
 from .sparse import SparseVector
 from .store.base import (
@@ -42,7 +42,22 @@ from .terms import Encoded, LatentTermEncoder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Explanation", "LatentIndex", "TermContribution", "content_hash"]
+__all__ = [
+    "DEFAULT_FUSION",
+    "DEFAULT_MINMAX_WEIGHTS",
+    "Explanation",
+    "LatentIndex",
+    "TermContribution",
+    "content_hash",
+]
+
+#: The default fusion of :meth:`LatentIndex.search` (``benchmarks/research_fusion.py`` measured
+#: RRF, weighted RRF, DBSF, raw and normalised weighted sums; min-max normalisation won).
+DEFAULT_FUSION = Fusion.MINMAX
+#: Default ``(dense, latent terms, lexical)`` weights of the min-max fusion, chosen on SciFact's
+#: train split and NFCorpus' dev split (BENCHMARKS.md, "Fusion"). The dense leg weighs half:
+#: the latent terms come from the same model and already carry most of what it knows.
+DEFAULT_MINMAX_WEIGHTS: tuple[float, float, float] = (0.5, 1.0, 1.0)
 
 #: Name of the lexical sparse vector in collections built with ``lexical=True``.
 LEXICAL_NAME = "bm25"
@@ -143,11 +158,13 @@ class LatentIndex:
         async_store: an async store for the ``a*`` methods (e.g. ``AsyncClientStore`` on the same
             server); default: the store's own async twins, else the sync store in a worker thread.
         batch_size: documents encoded and written per batch.
-        lexical: add a third leg, Qdrant's BM25 of the words (``True`` for the default
-            :class:`~latentlex.lexical.LexicalConfig`, or a config; ``avg_len`` is best measured
-            on the corpus with :func:`~latentlex.lexical.measure_avg_len`). Stored as a sparse
-            vector ``"bm25"`` with the IDF modifier and fused in Qdrant with the other two. Part
-            of the collection's identity: reopening with another setting is refused.
+        lexical: the third leg, Qdrant's BM25 of the words, stored as a sparse vector ``"bm25"``
+            with the IDF modifier and fused in Qdrant with the other two. ``None`` (default):
+            on for a new collection (default :class:`~latentlex.lexical.LexicalConfig`), and an
+            existing collection keeps what it was built with. ``True``/``False`` or a config
+            force it (``avg_len`` is best measured on the corpus with
+            :func:`~latentlex.lexical.measure_avg_len`; ``latentlex index`` does). Part of the
+            collection's identity: reopening with another explicit setting is refused.
 
     Example:
         >>> index = LatentIndex("my-sae", "./index")  # doctest: +SKIP
@@ -167,13 +184,14 @@ class LatentIndex:
         recreate: bool = False,
         async_store: AsyncStore | None = None,
         batch_size: int = 64,
-        lexical: bool | LexicalConfig = False,
+        lexical: bool | LexicalConfig | None = None,
         **store_kwargs: Any,
     ) -> None:
+        auto_lexical = lexical is None
         if isinstance(lexical, LexicalConfig):
             lexical_config: LexicalConfig | None = lexical
-        elif isinstance(lexical, bool):
-            lexical_config = LexicalConfig() if lexical else None
+        elif lexical is None or isinstance(lexical, bool):
+            lexical_config = LexicalConfig() if lexical in (None, True) else None
         else:
             raise ConfigError(
                 f"lexical must be a bool or a LexicalConfig, got {type(lexical).__name__}"
@@ -189,13 +207,20 @@ class LatentIndex:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
-        self.spec = CollectionSpec(
-            name=collection,
-            dense_dim=encoder.dim,
-            identity=self.identity_record(),
-            lexical_name=None if lexical_config is None else LEXICAL_NAME,
-        )
-        self.store.open(self.spec, recreate=recreate)
+        self.spec = self._spec(collection)
+        try:
+            self.store.open(self.spec, recreate=recreate)
+        except CollectionMismatchError as err:
+            adopted = self._adopt_lexical(err.stored) if auto_lexical else None
+            if adopted is None:
+                raise
+            # lexical=None: an existing collection keeps the lexical leg it was built with
+            self.lexical_config = adopted if isinstance(adopted, LexicalConfig) else None
+            self.lexical_encoder = (
+                None if self.lexical_config is None else LexicalEncoder(self.lexical_config)
+            )
+            self.spec = self._spec(collection)
+            self.store.open(self.spec, recreate=recreate)
         if async_store is None and isinstance(self.store, AsyncStore):
             async_store = self.store
         self._astore = async_store
@@ -203,6 +228,30 @@ class LatentIndex:
         self.labels: dict[int, str] = dict(getattr(encoder.sae, "labels", None) or {})
 
     # ------------------------------------------------------------------ identity
+    def _spec(self, collection: str) -> CollectionSpec:
+        return CollectionSpec(
+            name=collection,
+            dense_dim=self.encoder.dim,
+            identity=self.identity_record(),
+            lexical_name=None if self.lexical_config is None else LEXICAL_NAME,
+        )
+
+    @staticmethod
+    def _adopt_lexical(stored: Mapping[str, Any] | None) -> LexicalConfig | bool | None:
+        """The lexical setting of an existing collection (``False``: none), or ``None`` if its
+        record cannot tell."""
+        if not stored:
+            return None
+        if stored.get("lexical_name") is None:
+            return False
+        cfg = (stored.get("identity") or {}).get("lexical")
+        if not isinstance(cfg, Mapping):
+            return None
+        try:
+            return LexicalConfig(**cfg)
+        except (TypeError, ConfigError):
+            return None
+
     def identity_record(self) -> dict[str, Any]:
         """What this index writes into its collection, and checks on open (with the lexical
         leg, its :meth:`LexicalConfig.as_dict` under ``"lexical"``)."""
@@ -421,7 +470,7 @@ class LatentIndex:
         k: int,
         mode: str,
         fusion: str | Fusion,
-        weights: Sequence[float],
+        weights: Sequence[float] | None,
         rrf_k: int,
         prefetch_limit: int | None,
         filter: Filter | None,
@@ -453,6 +502,9 @@ class LatentIndex:
         if mode != "lexical" and enc is None:
             raise ConfigError(f"mode {mode!r} needs encoded queries")
         use_lexical = lexical is not None and mode in ("hybrid", "lexical")
+        if weights is None:
+            default = DEFAULT_MINMAX_WEIGHTS if Fusion(fusion) is Fusion.MINMAX else (1.0,) * 3
+            weights = default if use_lexical and mode == "hybrid" else default[:2]
         w = tuple(float(x) for x in weights)
         if len(w) == 3 and not use_lexical:
             if mode == "hybrid":
@@ -484,8 +536,8 @@ class LatentIndex:
         k: int = 10,
         *,
         mode: str = "hybrid",
-        fusion: str | Fusion = "rrf",
-        weights: Sequence[float] = (1.0, 1.0),
+        fusion: str | Fusion = DEFAULT_FUSION,
+        weights: Sequence[float] | None = None,
         rrf_k: int = 60,
         prefetch_limit: int | None = None,
         filter: Filter | None = None,
@@ -499,10 +551,13 @@ class LatentIndex:
             mode: ``"hybrid"`` (the legs fused in Qdrant: dense + latent terms, + lexical BM25
                 when the index has it), ``"dense"``, ``"sparse"`` (latent terms) or
                 ``"lexical"`` (BM25 of the words alone; needs ``lexical=True``).
-            fusion: ``"rrf"`` (weighted when ``weights`` differ), ``"dbsf"`` or ``"weighted"``
+            fusion: ``"minmax"`` (default: each leg's scores min-max normalised over its
+                candidates, then a weighted sum; the best fusion measured, see BENCHMARKS.md),
+                ``"rrf"`` (weighted when ``weights`` differ), ``"dbsf"`` or ``"weighted"``
                 (linear sum of raw leg scores).
             weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights (with two,
-                the lexical leg weighs 1.0).
+                the lexical leg weighs 1.0). ``None``: :data:`DEFAULT_MINMAX_WEIGHTS` for
+                ``"minmax"``, all 1.0 for the other fusions.
             rrf_k: RRF rank constant.
             prefetch_limit: candidates per leg (default ``max(50, 5k)``).
             filter: ``{"key": value}`` / ``{"key": [a, b]}`` / ``{"key": {"gte": x}}`` on metadata,
@@ -708,8 +763,8 @@ class LatentIndex:
 
 _SEARCH_OPTIONS = {
     "mode": "hybrid",
-    "fusion": "rrf",
-    "weights": (1.0, 1.0),
+    "fusion": DEFAULT_FUSION,
+    "weights": None,
     "rrf_k": 60,
     "prefetch_limit": None,
     "filter": None,
@@ -728,8 +783,8 @@ def _search_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(
             f"unknown search options {sorted(unknown)}; allowed: {sorted(_SEARCH_OPTIONS)}"
         )
-    weights = options.get("weights", (1.0, 1.0))
-    if (
+    weights = options.get("weights")
+    if weights is not None and (
         isinstance(weights, (str, bytes))
         or not isinstance(weights, Sequence)
         or len(weights) not in (2, 3)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from latentlex.errors import CorpusError
 
-__all__ = ["BeirDataset", "Document", "Qrels", "doc_text", "load_beir", "subset"]
+__all__ = ["BeirDataset", "Document", "Qrels", "doc_text", "load_beir", "subset", "write_beir"]
 
 logger = logging.getLogger(__name__)
 
@@ -241,3 +241,52 @@ def subset(
     queries = {q: t for q, t in ds.queries.items() if q in kept_q}
     name = f"{ds.name}-q{len(queries)}-d{len(corpus)}-s{seed}"
     return BeirDataset(name=name, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def write_beir(ds: BeirDataset, path: str | Path, split: str = "test") -> Path:
+    """Write a dataset as a BEIR-format folder that :func:`load_beir` reads back unchanged.
+
+    Writes ``corpus.jsonl`` (corpus order), ``queries.jsonl`` and ``qrels/<split>.tsv`` (with the
+    usual header row). Each file is written to a temporary name and then renamed, so a folder
+    interrupted mid-write is never mistaken for a complete one by a later run. The loaded
+    dataset takes its name from the folder (e.g. write a :func:`subset` to ``.../scifact-quick``
+    to give it a name distinct from the full set in the evaluation caches).
+
+    Args:
+        ds: The dataset (e.g. from :func:`subset`).
+        path: Folder to write (created; files already there are replaced).
+        split: Qrels split name of the written judgements.
+
+    Returns:
+        The folder.
+
+    Example:
+        >>> small = subset(load_beir("/work/shared/data/scifact"), 300, n_docs=1000)  # doctest: +SKIP
+        >>> load_beir(write_beir(small, "/tmp/scifact-quick")).name  # doctest: +SKIP
+        'scifact-quick'
+    """
+    root = Path(path)
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    corpus = "".join(
+        json.dumps({"_id": d, "title": doc.get("title", ""), "text": doc.get("text", "")}) + "\n"
+        for d, doc in ds.corpus.items()
+    )
+    queries = "".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in ds.queries.items())
+    rows = ["query-id\tcorpus-id\tscore"]
+    for qid, judged in ds.qrels.items():
+        for doc_id, grade in judged.items():
+            if any(c in qid + doc_id for c in "\t\r\n"):
+                raise CorpusError(
+                    f"query {qid!r} / document {doc_id!r}: ids with tabs or line breaks "
+                    "cannot be written to a qrels file"
+                )
+            rows.append(f"{qid}\t{doc_id}\t{int(grade)}")
+    for file, text in (
+        (root / "corpus.jsonl", corpus),
+        (root / "queries.jsonl", queries),
+        (root / "qrels" / f"{split}.tsv", "\n".join(rows) + "\n"),
+    ):
+        tmp = file.with_name(file.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(file)
+    return root

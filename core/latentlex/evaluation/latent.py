@@ -19,6 +19,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..index import LatentIndex
+from ..lexical import LexicalConfig, measure_avg_len
+from ..sparse import SparseVector
 from ..states import TokenStates, encode_token_states
 from ..terms import Encoded, LatentTermEncoder
 from .baselines import BaseSystem, Run
@@ -53,7 +55,7 @@ class LatentBench:
         self.work_dir = Path(work_dir)
         self.index: LatentIndex | None = None
         self._fingerprint: str | None = None
-        self._queries: dict[str, tuple[list[str], Encoded, float]] = {}
+        self._queries: dict[str, tuple[list[str], Encoded, list[SparseVector], float]] = {}
         self.stats: dict[str, float] = {}
 
     def states(self, ds: BeirDataset) -> TokenStates:
@@ -77,8 +79,15 @@ class LatentBench:
         texts = dict(zip(ds.doc_ids, ds.doc_texts(), strict=True))
         if self.index is not None:
             self.index.close()
+        # the lexical leg's BM25 length normalisation, calibrated on this corpus (as the CLI does)
+        lexical = LexicalConfig(avg_len=measure_avg_len(ds.doc_texts()))
         self.index = LatentIndex(
-            self.encoder, self.work_dir / "edge", collection=ds.name, recreate=True, batch_size=512
+            self.encoder,
+            self.work_dir / "edge",
+            collection=ds.name,
+            recreate=True,
+            batch_size=512,
+            lexical=lexical,
         )
         t0 = time.perf_counter()
         self.index.add_encoded(states.doc_ids, [texts[i] for i in states.doc_ids], enc)
@@ -96,15 +105,21 @@ class LatentBench:
         self._queries.clear()
         logger.info("%s: %d docs written, %.0f latent terms/doc", ds.name, len(nnz), nnz.mean())
 
-    def queries(self, queries: Mapping[str, str]) -> tuple[list[str], Encoded, float]:
-        """Queries encoded once (batched) and reused by every configuration."""
+    def queries(
+        self, queries: Mapping[str, str]
+    ) -> tuple[list[str], Encoded, list[SparseVector], float]:
+        """Queries encoded once (batched; dense, latent terms and lexical) and reused by every
+        configuration."""
         key = str(hash(tuple(queries.items())))
         if key not in self._queries:
             qids = list(queries)
+            texts = [queries[q] for q in qids]
             t0 = time.perf_counter()
-            enc = self.encoder.encode_queries([queries[q] for q in qids])
+            enc = self.encoder.encode_queries(texts)
+            assert self.index is not None and self.index.lexical_encoder is not None
+            lexical = self.index.lexical_encoder.encode_queries(texts)
             per_query = (time.perf_counter() - t0) / max(1, len(qids))
-            self._queries = {key: (qids, enc, per_query)}
+            self._queries = {key: (qids, enc, lexical, per_query)}
         return self._queries[key]
 
     def close(self) -> None:
@@ -123,13 +138,16 @@ class LatentSystem(BaseSystem):
     time, as a user would) plus the query's share of the batched encoding time.
     """
 
-    def __init__(self, name: str, bench: LatentBench, **options: Any) -> None:
+    def __init__(
+        self, name: str, bench: LatentBench, *, lexical: bool = False, **options: Any
+    ) -> None:
         super().__init__(name)
         self.bench = bench
+        self.lexical = lexical
         self.options = options
         self.search_seconds: list[float] = []
         mode = options.get("mode", "hybrid")
-        if mode not in ("hybrid", "dense", "sparse"):
+        if mode not in ("hybrid", "dense", "sparse", "lexical"):
             raise ConfigError(f"unknown mode {mode!r}")
 
     def _index(self, ds: BeirDataset) -> None:
@@ -152,15 +170,17 @@ class LatentSystem(BaseSystem):
             from .baselines import NotIndexedError
 
             raise NotIndexedError(f"{self.name}: call index(ds) before search()")
-        qids, enc, encode_each = self.bench.queries(queries)
+        qids, enc, lexical, encode_each = self.bench.queries(queries)
         index = self.bench.index
         run: Run = {}
         self.search_seconds = []
         opts = {"with_legs": False, **self.options}
+        use_lexical = self.lexical or self.options.get("mode") == "lexical"
         for i, qid in enumerate(qids):
             one = Encoded(enc.dense[i : i + 1], enc.sparse[i : i + 1])
+            lex = lexical[i : i + 1] if use_lexical else None
             t0 = time.perf_counter()
-            hits = index.search_encoded(one, k, **opts)[0]
+            hits = index.search_encoded(one, k, lexical=lex, **opts)[0]
             self.search_seconds.append(time.perf_counter() - t0)
             run[qid] = {h.doc_id: float(h.score) for h in hits}
         self.query_seconds = [s + encode_each for s in self.search_seconds]

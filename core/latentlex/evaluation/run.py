@@ -25,16 +25,21 @@ __all__ = ["ALL_SYSTEMS", "DEFAULT_SYSTEMS", "run_eval"]
 #: name -> search options of latentlex's own systems (all fused inside Qdrant).
 LATENT_SYSTEMS: dict[str, dict[str, Any]] = {
     "latent": {"mode": "sparse"},
+    # two legs: dense + latent terms
     "hybrid-rrf": {"mode": "hybrid", "fusion": "rrf"},
     "hybrid-wrrf": {"mode": "hybrid", "fusion": "rrf", "weights": (1.0, 2.0)},
     "hybrid-dbsf": {"mode": "hybrid", "fusion": "dbsf"},
-    "hybrid-dbsf-deep": {"mode": "hybrid", "fusion": "dbsf", "prefetch_limit": 200},
+    "hybrid-minmax": {"mode": "hybrid", "fusion": "minmax"},
+    # three legs: dense + latent terms + lexical BM25 (qdrant-edge's Bm25 vectors), all in Qdrant
+    "hybrid3-rrf": {"mode": "hybrid", "fusion": "rrf", "lexical": True},
+    "hybrid3-dbsf": {"mode": "hybrid", "fusion": "dbsf", "lexical": True},
+    "hybrid": {"mode": "hybrid", "lexical": True},  # LatentIndex's defaults
 }
 BASELINES = ("dense", "bm25", "qdrant-bm25", "dense+bm25")
-#: client-side RRF of our hybrid with bm25s: a research row (a third leg), not fused in Qdrant.
+#: client-side RRF of the two-leg hybrid with bm25s (a research row; superseded by hybrid3-*).
 EXTRA = ("hybrid+bm25",)
 ALL_SYSTEMS = (*BASELINES, *LATENT_SYSTEMS, *EXTRA)
-DEFAULT_SYSTEMS = ALL_SYSTEMS
+DEFAULT_SYSTEMS = (*BASELINES, *LATENT_SYSTEMS)
 
 
 def _dense_cache(states: Any, ds: Any, cache_dir: Path) -> None:

@@ -443,7 +443,8 @@ def check_record(name: str, stored: Any, spec: CollectionSpec) -> dict[str, Any]
         raise CollectionMismatchError(
             f"collection {name!r} was written by something else: "
             + "; ".join(diffs)
-            + f". {_rebuild_hint(name)}"
+            + f". {_rebuild_hint(name)}",
+            stored=dict(stored),
         )
     return dict(stored)
 

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from latentlex.errors import ConfigError, LatentLexError, StoreError
+from latentlex.errors import CollectionMismatchError, ConfigError, LatentLexError, StoreError
 from latentlex.store.base import (
     META_KEY,
     CollectionSpec,
@@ -214,9 +214,13 @@ class _Core:
         sparse = {
             n: v.modifier == models.Modifier.IDF for n, v in (params.sparse_vectors or {}).items()
         }
-        schema_mismatch(self.collection, spec, dense=dense, sparse=sparse)
         metadata = getattr(info.config, "metadata", None) or {}
         record = metadata.get(META_KEY)
+        try:
+            schema_mismatch(self.collection, spec, dense=dense, sparse=sparse)
+        except CollectionMismatchError as e:
+            e.stored = dict(record) if isinstance(record, dict) else None
+            raise
         return check_record(self.collection, record, spec)
 
     @staticmethod

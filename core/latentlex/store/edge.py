@@ -37,7 +37,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from latentlex.errors import ConfigError, LatentLexError, StoreError
+from latentlex.errors import CollectionMismatchError, ConfigError, LatentLexError, StoreError
 from latentlex.store.base import (
     META_KEY,
     CollectionSpec,
@@ -204,6 +204,12 @@ class EdgeStore(ThreadedAsyncMixin):
         """Check the engine schema and the sidecar record; returns the record."""
         shard = folder / SHARD_DIR
         try:
+            record = json.loads((folder / SIDECAR).read_text())[META_KEY]
+        except FileNotFoundError:
+            record = None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StoreError(f"cannot read {folder / SIDECAR}: {e}") from None
+        try:
             cfg = json.loads((shard / "edge_config.json").read_text())
             dense = {
                 n: (int(v["size"]), str(v.get("distance", "")).lower())
@@ -216,13 +222,11 @@ class EdgeStore(ThreadedAsyncMixin):
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             logger.debug("edge_config.json of %s unreadable (%s); relying on the sidecar", shard, e)
         else:
-            schema_mismatch(self.collection, spec, dense=dense, sparse=sparse)
-        try:
-            record = json.loads((folder / SIDECAR).read_text())[META_KEY]
-        except FileNotFoundError:
-            record = None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise StoreError(f"cannot read {folder / SIDECAR}: {e}") from None
+            try:
+                schema_mismatch(self.collection, spec, dense=dense, sparse=sparse)
+            except CollectionMismatchError as e:
+                e.stored = dict(record) if isinstance(record, dict) else None
+                raise
         return check_record(self.collection, record, spec)
 
     def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
