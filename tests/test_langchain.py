@@ -18,6 +18,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_latentlex import (
+    LEG_KEYS,
     LatentLexEmbeddings,
     LatentLexRetriever,
     LatentLexSparseEmbeddings,
@@ -26,7 +27,8 @@ from langchain_latentlex import (
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 from latentlex.corpus import read_corpus
 from latentlex.errors import ConfigError
-from latentlex.index import LatentIndex, content_hash
+from latentlex.index import DEFAULT_FUSION, LatentIndex, content_hash
+from pydantic import ValidationError
 
 DOCS = list(read_corpus(LIMIT_SMALL))
 #: Person questions: the name is in the answering document. Measured over three fits of the test
@@ -114,13 +116,93 @@ def test_legs_explanations_and_per_call_options(lc_retriever):
         r.invoke("x", not_an_option=1)
 
 
+def test_default_index_has_three_legs(lc_retriever):
+    index = lc_retriever.index
+    assert index.lexical  # a new collection gets the lexical BM25 leg by default
+    r = LatentLexRetriever(index=index, k=5, include_legs=True)
+    assert r.fusion == DEFAULT_FUSION and r.weights is None
+    query = "Who likes Quokkas?"
+    got = r.invoke(query)
+    # the retriever's defaults are the index's defaults
+    want = index.search(query, 5)
+    assert [d.id for d in got] == [h.doc_id for h in want]
+    assert [d.metadata["score"] for d in got] == pytest.approx([h.score for h in want])
+    lexical = {h.doc_id: h.score for h in index.search(query, 50, mode="lexical")}
+    for doc in got:
+        assert set(LEG_KEYS) - {"explanation"} <= set(doc.metadata)
+        if doc.metadata["lexical_rank"] is not None:
+            assert doc.metadata["lexical_score"] == pytest.approx(lexical[doc.id], rel=1e-4)
+    quokkas = [d for d in got if "Quokkas" in d.page_content]
+    assert quokkas and all(d.metadata["lexical_rank"] in (1, 2) for d in quokkas)
+
+
+@pytest.mark.asyncio
+async def test_lexical_mode_and_weights(lc_retriever):
+    index = lc_retriever.index
+    query = "Who likes Quokkas?"
+    r = LatentLexRetriever(index=index, k=2, mode="lexical")
+    got = r.invoke(query)
+    # BM25 of the words: the two documents naming quokkas come first
+    assert len(got) == 2 and all("Quokkas" in d.page_content for d in got)
+    assert sorted(d.id for d in await r.ainvoke(query)) == sorted(d.id for d in got)
+    per_call = LatentLexRetriever(index=index, k=2).invoke(query, mode="lexical")
+    assert sorted(d.id for d in per_call) == sorted(d.id for d in got)
+    # three weights (dense, sparse, lexical), as a field or per call, with any fusion
+    want = index.search(query, 5, fusion="rrf", weights=(1.0, 1.0, 1.0))
+    for rrf in (
+        LatentLexRetriever(index=index, k=5, fusion="rrf", weights=(1, 1, 1), include_legs=True),
+        LatentLexRetriever(index=index, k=5, include_legs=True),
+    ):
+        docs = rrf.invoke(query, fusion="rrf", weights=(1.0, 1.0, 1.0))
+        assert sorted(d.metadata["score"] for d in docs) == pytest.approx(
+            sorted(h.score for h in want)
+        )
+        assert any(d.metadata["lexical_rank"] is not None for d in docs)
+    assert LatentLexRetriever(index=index, weights=[0.5, 1.0]).weights == (0.5, 1.0)
+    for bad in ((1.0,), (1, 2, 3, 4)):
+        with pytest.raises(ValidationError):
+            LatentLexRetriever(index=index, weights=bad)
+    with pytest.raises(ConfigError, match="weights"):
+        r.invoke(query, mode="hybrid", weights=(1.0,))
+    with pytest.raises(ValidationError, match="mode"):
+        LatentLexRetriever(index=index, mode="bm25")
+
+
+def test_two_leg_index(encoder):
+    r = LatentLexRetriever.from_texts(
+        ["Quokkas live on Rottnest Island.", "Bassoons are double reed instruments."],
+        encoder=encoder,
+        store=":memory:",
+        lexical=False,
+        include_legs=True,
+    )
+    try:
+        assert not r.index.lexical and r.index.spec.lexical_name is None
+        got = r.invoke("quokkas")
+        assert got and all(
+            d.metadata["lexical_score"] is None and d.metadata["lexical_rank"] is None for d in got
+        )
+        with pytest.raises(ValidationError, match="lexical"):
+            LatentLexRetriever(index=r.index, mode="lexical")
+        with pytest.raises(ConfigError, match="lexical"):
+            r.invoke("quokkas", mode="lexical")
+        with pytest.raises(ConfigError, match="lexical"):
+            r.invoke("quokkas", weights=(1.0, 1.0, 1.0))
+    finally:
+        r.index.close()
+    with pytest.raises(ConfigError, match="lexical= once"):
+        LatentLexRetriever.from_texts(
+            ["x"], encoder=encoder, store=":memory:", lexical=True, index_kwargs={"lexical": False}
+        )
+
+
 @pytest.mark.asyncio
 async def test_async_matches_sync(lc_retriever):
     r = LatentLexRetriever(index=lc_retriever.index, k=4, explain=True, include_legs=True)
     got = await r.ainvoke("Who likes Barley?", filter={"group": "even"})
     assert len(got) == 4 and all(d.metadata["group"] == "even" for d in got)
     assert all("explanation" in d.metadata for d in got)
-    # hybrid RRF scores tie often and tied documents may come in another order: compare scores
+    # hybrid scores can tie and tied documents may come in another order: compare scores
     sync = r.invoke("Who likes Barley?")
     got = await r.ainvoke("Who likes Barley?")
     assert sorted(d.metadata["score"] for d in got) == pytest.approx(
@@ -159,7 +241,7 @@ def _format_docs(docs: list[Document]) -> str:
 
 
 def test_lcel_chain_passes_retrieved_context(lc_retriever):
-    # sparse mode: RRF scores tie often, and Qdrant orders ties differently from call to call
+    # sparse mode (one leg): hybrid scores can tie, and Qdrant orders ties differently
     retriever = LatentLexRetriever(index=lc_retriever.index, k=2, mode="sparse")
     prompt = ChatPromptTemplate.from_template(
         "Answer from the context.\nContext:\n{context}\n\nQuestion: {question}"

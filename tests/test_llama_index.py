@@ -12,6 +12,7 @@ pytest.importorskip("llama_index.core")
 from conftest import LIMIT_SMALL
 from latentlex.corpus import read_corpus
 from latentlex.errors import ConfigError
+from latentlex.index import DEFAULT_FUSION
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.chat_engine import (
     CondensePlusContextChatEngine,
@@ -27,6 +28,7 @@ from llama_index.core.vector_stores import (
     MetadataFilters,
 )
 from llama_index.retrievers.latentlex import (
+    LEG_KEYS,
     LatentLexEmbedding,
     LatentLexRetriever,
     LatentLexSparseEmbedding,
@@ -114,12 +116,86 @@ def test_legs_and_explanations_only_when_asked(retriever):
         assert "group" in n.node.get_content(metadata_mode=MetadataMode.LLM)
 
 
+def test_default_index_has_three_legs(retriever):
+    index = retriever.index
+    assert index.lexical  # a new collection gets the lexical BM25 leg by default
+    r = LatentLexRetriever(index, 5, include_legs=True)
+    assert r.fusion == DEFAULT_FUSION and r.weights is None
+    query = "Who likes Quokkas?"
+    nodes = r.retrieve(query)
+    # the retriever's defaults are the index's defaults
+    want = index.search(query, 5)
+    assert [n.node.node_id for n in nodes] == [h.doc_id for h in want]
+    assert [n.score for n in nodes] == pytest.approx([h.score for h in want])
+    lexical = {h.doc_id: h.score for h in index.search(query, 50, mode="lexical")}
+    for n in nodes:
+        meta = n.node.metadata
+        assert set(LEG_KEYS) - {"explanation"} <= set(meta)
+        if meta["lexical_rank"] is not None:
+            assert meta["lexical_score"] == pytest.approx(lexical[n.node.node_id], rel=1e-4)
+        # leg keys stay out of what the LLM and the embedder see
+        for mode in (MetadataMode.LLM, MetadataMode.EMBED):
+            assert "lexical_score" not in n.node.get_content(metadata_mode=mode)
+    quokkas = [n for n in nodes if "Quokkas" in n.node.text]
+    assert quokkas and all(n.node.metadata["lexical_rank"] in (1, 2) for n in quokkas)
+
+
+@pytest.mark.asyncio
+async def test_lexical_mode_and_weights(retriever):
+    index = retriever.index
+    query = "Who likes Quokkas?"
+    r = LatentLexRetriever(index, 2, mode="lexical")
+    nodes = r.retrieve(query)
+    # BM25 of the words: the two documents naming quokkas come first
+    assert len(nodes) == 2 and all("Quokkas" in n.node.text for n in nodes)
+    want = index.search(query, 2, mode="lexical")
+    assert sorted(n.score for n in nodes) == pytest.approx(sorted(h.score for h in want))
+    assert _same(await r.aretrieve(query), nodes)
+    # three weights (dense, sparse, lexical), with any fusion
+    rrf = LatentLexRetriever(index, 5, fusion="rrf", weights=(1, 1, 1), include_legs=True)
+    got = rrf.retrieve(query)
+    want = index.search(query, 5, fusion="rrf", weights=(1.0, 1.0, 1.0))
+    assert sorted(n.score for n in got) == pytest.approx(sorted(h.score for h in want))
+    assert any(n.node.metadata["lexical_rank"] is not None for n in got)
+    two = LatentLexRetriever(index, 5, weights=[0.5, 1.0])
+    assert two.weights == (0.5, 1.0) and len(two.retrieve(query)) == 5
+    for bad in ((1.0,), (1, 2, 3, 4), "12"):
+        with pytest.raises(ConfigError, match="weights"):
+            LatentLexRetriever(index, 3, weights=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="mode"):
+        LatentLexRetriever(index, 3, mode="bm25")
+
+
+def test_two_leg_index(encoder, tmp_path):
+    docs = [Document(text=d.text, id_=d.id) for d in DOCS[:6]]
+    r = LatentLexRetriever.from_documents(
+        docs, encoder=encoder, store=tmp_path / "edge", lexical=False, include_legs=True
+    )
+    try:
+        assert not r.index.lexical and r.index.spec.lexical_name is None
+        nodes = r.retrieve("Who likes Quokkas?")
+        assert nodes and all(
+            n.node.metadata["lexical_score"] is None and n.node.metadata["lexical_rank"] is None
+            for n in nodes
+        )
+        with pytest.raises(ConfigError, match="lexical"):
+            LatentLexRetriever(r.index, 3, mode="lexical")
+        with pytest.raises(ConfigError, match="lexical"):
+            LatentLexRetriever(r.index, 3, weights=(1, 1, 1)).retrieve("quokkas")
+    finally:
+        r.index.close()
+    with pytest.raises(ConfigError, match="lexical= once"):
+        LatentLexRetriever.from_documents(
+            docs, encoder=encoder, store=":memory:", lexical=True, index_kwargs={"lexical": False}
+        )
+
+
 @pytest.mark.asyncio
 async def test_async_matches_sync(retriever):
     r = LatentLexRetriever(retriever.index, 4, explain=True)
     sync = r.retrieve("Who likes Barley?")
     got = await r.aretrieve("Who likes Barley?")
-    # hybrid RRF scores tie often and tied nodes may come in another order: compare the scores
+    # hybrid scores can tie and tied nodes may come in another order: compare the scores
     assert sorted(n.score for n in got) == pytest.approx(sorted(n.score for n in sync))
     sparse = LatentLexRetriever(retriever.index, 4, mode="sparse")
     assert _same(await sparse.aretrieve("Who likes Barley?"), sparse.retrieve("Who likes Barley?"))
@@ -186,7 +262,8 @@ def test_bad_arguments(retriever):
 
 @pytest.fixture
 def sparse_retriever(retriever):
-    """Sparse mode: RRF scores tie often, and Qdrant orders ties differently from call to call."""
+    """Sparse mode (one leg): hybrid scores can tie, and Qdrant orders ties differently from
+    call to call."""
     return LatentLexRetriever(retriever.index, 5, mode="sparse")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ from .errors import LatentLexError, StoreError
 
 if TYPE_CHECKING:
     from .index import LatentIndex
+    from .lexical import LexicalConfig
 
 __all__ = ["main"]
 
@@ -152,6 +154,48 @@ def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
     )
 
 
+def _collection_exists(args: argparse.Namespace) -> bool:
+    """Whether the collection ``index`` writes to already exists (before it is opened)."""
+    if args.url:
+        from .store import ClientStore
+
+        store = ClientStore(
+            args.url, api_key=os.environ.get("QDRANT_API_KEY"), collection=args.collection
+        )
+        try:
+            with store._call("checking the collection"):
+                return bool(store.client.collection_exists(args.collection))
+        finally:
+            store.close()
+    from .store.edge import SHARD_DIR
+
+    # what EdgeStore.open itself tests (a sidecar without a shard is an interrupted creation)
+    shard = Path(args.store) / args.collection / SHARD_DIR
+    return shard.is_dir() and any(shard.iterdir())
+
+
+def _index_lexical(args: argparse.Namespace, texts: Sequence[str]) -> bool | LexicalConfig | None:
+    """The ``lexical`` argument of the index ``index`` opens.
+
+    ``--no-lexical``: ``False``. A collection that exists (and is not recreated) keeps the
+    setting it was built with (``None``). A new one gets the lexical leg with the BM25 average
+    document length measured on ``texts`` (the first chunk of the corpus).
+    """
+    if args.no_lexical:
+        return False
+    if not args.recreate and _collection_exists(args):
+        return None
+    from .lexical import LexicalConfig, measure_avg_len
+
+    if not texts:
+        return LexicalConfig()
+    avg_len = measure_avg_len(texts)
+    logging.getLogger(__name__).info(
+        "lexical leg: BM25 avg_len %.2f measured on %d documents", avg_len, len(texts)
+    )
+    return LexicalConfig(avg_len=avg_len)
+
+
 def _run_index(args: argparse.Namespace) -> int:
     from itertools import islice
 
@@ -164,10 +208,12 @@ def _run_index(args: argparse.Namespace) -> int:
     # first chunk is read before the collection is opened (or recreated), so a bad corpus fails
     # before anything is touched. Each chunk is written batch by batch with skip_unchanged: a
     # re-run (or a run after a crash) skips the documents already stored with the same content.
+    # A new collection gets the lexical BM25 leg with avg_len measured on that first chunk.
     docs = read_corpus(args.corpus)
     chunk = list(islice(docs, args.chunk_size))
     total_docs = None if args.quiet else count_documents(args.corpus)
-    index = _open_index(args, recreate=args.recreate, batch_size=args.batch_size)
+    lexical = _index_lexical(args, [d.text for d in chunk])
+    index = _open_index(args, recreate=args.recreate, batch_size=args.batch_size, lexical=lexical)
     seen = 0
     written = 0
     with index:
@@ -206,6 +252,13 @@ def _cfg_index(p: argparse.ArgumentParser) -> None:
     _add_store_args(p)
     p.add_argument("--recreate", action="store_true", help="drop the collection first")
     p.add_argument(
+        "--no-lexical",
+        action="store_true",
+        help="build the collection without the lexical BM25 leg (dense + latent terms only; "
+        "by default a new collection has it, with avg_len measured on the first chunk, and an "
+        "existing one keeps what it was built with)",
+    )
+    p.add_argument(
         "--batch-size",
         type=_positive_int,
         default=64,
@@ -237,24 +290,52 @@ def _parse_filters(items: list[str]) -> dict[str, object] | None:
     return out
 
 
+def _weights(value: str) -> tuple[float, ...]:
+    """``--weights``: two or three comma-separated numbers."""
+    try:
+        weights = tuple(float(x) for x in value.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) not in (2, 3):
+        raise argparse.ArgumentTypeError(
+            f"takes 2 (dense,sparse) or 3 (dense,sparse,lexical) comma-separated numbers, "
+            f"got {value!r}"
+        )
+    return weights
+
+
+def _leg(score: float | None, rank: int | None) -> str:
+    """A leg's cell in the search table: ``score #rank``, or ``-`` when the hit is not in it."""
+    if score is None:
+        return "-"
+    return f"{score:.3f}" if rank is None else f"{score:.3f} #{rank}"
+
+
 def _run_search(args: argparse.Namespace) -> int:
+    from .index import DEFAULT_FUSION
+
     index = _open_index(args)
     with index:
         hits = index.search(
             args.query,
             k=args.k,
             mode=args.mode,
-            fusion=args.fusion,
+            fusion=args.fusion or DEFAULT_FUSION,
+            weights=args.weights,
             filter=_parse_filters(args.filter),
         )
         if args.json:
             print(json.dumps([h.__dict__ for h in hits], default=str))
             return 0
-        print(f"{'#':>2}  {'score':>7}  {'dense':>7}  {'latent':>7}  doc")
+        lexical = index.lexical or any(h.lexical_score is not None for h in hits)
+        legs = f"{'dense':>12}  {'latent':>12}" + (f"  {'lexical':>12}" if lexical else "")
+        print(f"{'#':>2}  {'score':>7}  {legs}  doc")
         for rank, h in enumerate(hits, 1):
-            ds = "-" if h.dense_score is None else f"{h.dense_score:.3f}"
-            ss = "-" if h.sparse_score is None else f"{h.sparse_score:.3f}"
-            print(f"{rank:>2}  {h.score:7.3f}  {ds:>7}  {ss:>7}  {h.doc_id}: {h.text[:70]!r}")
+            cells = [_leg(h.dense_score, h.dense_rank), _leg(h.sparse_score, h.sparse_rank)]
+            if lexical:
+                cells.append(_leg(h.lexical_score, h.lexical_rank))
+            row = "  ".join(f"{c:>12}" for c in cells)
+            print(f"{rank:>2}  {h.score:7.3f}  {row}  {h.doc_id}: {h.text[:70]!r}")
             if args.explain:
                 print(index.explain(args.query, h.doc_id, top=args.explain_top).table())
     return 0
@@ -266,8 +347,26 @@ def _cfg_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sae", required=True)
     _add_store_args(p)
     p.add_argument("--k", type=int, default=10)
-    p.add_argument("--mode", choices=["hybrid", "dense", "sparse"], default="hybrid")
-    p.add_argument("--fusion", choices=["rrf", "dbsf", "weighted"], default="rrf")
+    p.add_argument(
+        "--mode",
+        choices=["hybrid", "dense", "sparse", "lexical"],
+        default="hybrid",
+        help="hybrid: the collection's legs fused (dense + latent terms, + lexical BM25 when "
+        "it has that leg); or one leg alone (sparse = latent terms, lexical = BM25 of the words)",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=["minmax", "rrf", "dbsf", "weighted"],
+        default=None,
+        help="how the hybrid legs are fused in Qdrant (default: latentlex.index.DEFAULT_FUSION, "
+        "minmax)",
+    )
+    p.add_argument(
+        "--weights",
+        type=_weights,
+        default=None,
+        help="leg weights: dense,sparse or dense,sparse,lexical (default: the fusion's own)",
+    )
     p.add_argument("--filter", action="append", default=[], help="key=value (value parsed as JSON)")
     p.add_argument("--explain", action="store_true")
     p.add_argument("--explain-top", type=int, default=5)
@@ -301,12 +400,14 @@ def _run_info(args: argparse.Namespace) -> int:
         if not sidecar.is_file():
             raise StoreError(f"no latentlex collection {args.collection!r} in {args.store}")
         record = json.loads(sidecar.read_text())[META_KEY]
+        lexical_name = record.get("lexical_name")
         spec = CollectionSpec(
             name=args.collection,
             dense_dim=int(record["dense_dim"]),  # type: ignore[call-overload]
             identity=dict(record["identity"]),  # type: ignore[call-overload]
             dense_name=str(record["dense_name"]),
             sparse_name=str(record["sparse_name"]),
+            lexical_name=None if lexical_name is None else str(lexical_name),
         )
         store = EdgeStore(args.store, collection=args.collection, read_only=True)
         store.open(spec)
@@ -314,11 +415,23 @@ def _run_info(args: argparse.Namespace) -> int:
             count = store.count()
         finally:
             store.close()
-    print(json.dumps({"collection": args.collection, "points": count, **record}, indent=2))
+    summary = {"collection": args.collection, "points": count, "lexical": _lexical_info(record)}
+    print(json.dumps({**summary, **record}, indent=2))
     return 0
 
 
-@command("info", "what a collection holds and what wrote it")
+def _lexical_info(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The lexical leg of a collection record: its vector name and BM25 parameters, or ``None``
+    for a collection without it."""
+    name = record.get("lexical_name")
+    if name is None:
+        return None
+    identity = record.get("identity")
+    config = identity.get("lexical") if isinstance(identity, dict) else None
+    return {"vector": name, **(config if isinstance(config, dict) else {})}
+
+
+@command("info", "what a collection holds and what wrote it (legs, lexical BM25 parameters)")
 def _cfg_info(p: argparse.ArgumentParser) -> None:
     _add_store_args(p)
 
@@ -391,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that spin while idle cost one-query latency 3-10x on a busy machine; the
+    # CLI sets the passive policy unless the user chose one (it must be set before torch loads).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

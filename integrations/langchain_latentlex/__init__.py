@@ -1,7 +1,7 @@
 """latentlex for LangChain: ``from langchain_latentlex import LatentLexRetriever``.
 
 - :class:`LatentLexRetriever`: a ``BaseRetriever`` over a latentlex hybrid index (dense + latent
-  terms fused in Qdrant), built from ``Document``s or texts in one call;
+  terms + lexical BM25, fused in Qdrant), built from ``Document``s or texts in one call;
 - :class:`LatentLexSparseEmbeddings`, :class:`LatentLexEmbeddings`,
   :func:`latentlex_sparse_vector_params`: latent terms for ``langchain_qdrant.QdrantVectorStore``.
 

@@ -2,7 +2,8 @@
 
 It translates types and delegates: LangChain ``Document``s in (``from_documents``,
 ``add_documents``), ``Document``s out (``invoke`` / ``ainvoke``); ranking, fusion and filtering
-happen in the index (in Qdrant).
+happen in the index (in Qdrant): dense + latent terms, + lexical BM25 when the index has that leg
+(the default for new indexes).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from latentlex.errors import ConfigError
-from latentlex.index import LatentIndex, content_hash
+from latentlex.index import DEFAULT_FUSION, LatentIndex, content_hash
 from latentlex.store.base import Fusion, Hit
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .embeddings import as_encoder
 
 if TYPE_CHECKING:
+    from latentlex.lexical import LexicalConfig
     from latentlex.sae import SparseAutoencoder
     from latentlex.store.base import Store
     from latentlex.terms import LatentTermEncoder
@@ -36,24 +38,44 @@ logger = logging.getLogger(__name__)
 __all__ = ["LEG_KEYS", "LatentLexRetriever"]
 
 #: Metadata keys added with ``include_legs=True`` / ``explain=True``.
-LEG_KEYS = ("score", "dense_score", "sparse_score", "dense_rank", "sparse_rank", "explanation")
+LEG_KEYS = (
+    "score",
+    "dense_score",
+    "sparse_score",
+    "lexical_score",
+    "dense_rank",
+    "sparse_rank",
+    "lexical_rank",
+    "explanation",
+)
+#: The search modes (:meth:`LatentIndex.search`).
+MODES = ("hybrid", "dense", "sparse", "lexical")
+#: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights.
+Weights = tuple[float, float] | tuple[float, float, float]
 
 
 class LatentLexRetriever(BaseRetriever):
-    """Retrieve from a latentlex hybrid (dense + latent-term) index.
+    """Retrieve from a latentlex hybrid index: dense + latent terms, + lexical BM25 of the words
+    when the index has that leg (new indexes do by default), fused inside Qdrant.
 
     Every option can also be given per call: ``retriever.invoke(q, k=3, filter={...})``.
 
     Attributes:
         index: the :class:`~latentlex.index.LatentIndex` to search.
         k: number of documents returned.
-        mode: ``"hybrid"``, ``"dense"`` or ``"sparse"`` (latent terms only).
-        fusion: ``"rrf"``, ``"dbsf"`` or ``"weighted"`` (fused inside Qdrant).
-        weights: ``(dense, sparse)`` leg weights.
+        mode: ``"hybrid"`` (all the index's legs fused), ``"dense"``, ``"sparse"`` (latent terms
+            only) or ``"lexical"`` (BM25 of the words only; needs an index with that leg).
+        fusion: ``"minmax"`` (default, :data:`latentlex.index.DEFAULT_FUSION`), ``"rrf"``,
+            ``"dbsf"`` or ``"weighted"`` (fused inside Qdrant).
+        weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights; ``None``
+            (default): the fusion's defaults (:data:`latentlex.index.DEFAULT_MINMAX_WEIGHTS`
+            for ``"minmax"``, all 1.0 otherwise). Three weights need the lexical leg.
         filter: a latentlex filter on metadata, e.g. ``{"lang": "en", "year": {"gte": 2020}}``
             (or a native Qdrant filter of the index's engine).
-        include_legs: add ``score``, ``dense_score``, ``sparse_score``, ``dense_rank`` and
-            ``sparse_rank`` to each document's metadata.
+        include_legs: add ``score``, ``dense_score``, ``sparse_score``, ``lexical_score``,
+            ``dense_rank``, ``sparse_rank`` and ``lexical_rank`` to each document's metadata
+            (a leg's fields are ``None`` where the document was not among its candidates or
+            outside hybrid mode, and the lexical ones always on an index without that leg).
         explain: add ``explanation`` (the latent terms behind the sparse score) to the metadata.
         explain_top: latent terms kept per explanation.
         search_options: further :meth:`LatentIndex.search` options (``rrf_k``, ``prefetch_limit``).
@@ -72,13 +94,29 @@ class LatentLexRetriever(BaseRetriever):
     index: LatentIndex
     k: int = Field(default=4, ge=1)
     mode: str = "hybrid"
-    fusion: Fusion = Fusion.RRF
-    weights: tuple[float, float] = (1.0, 1.0)
+    fusion: Fusion = DEFAULT_FUSION
+    weights: Weights | None = None
     filter: Any = None
     include_legs: bool = False
     explain: bool = False
     explain_top: int = Field(default=10, ge=1)
     search_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode
+
+    @model_validator(mode="after")
+    def _lexical_needs_the_leg(self) -> LatentLexRetriever:
+        if self.mode == "lexical" and not self.index.lexical:
+            raise ValueError(
+                "mode 'lexical' needs an index with the lexical leg (LatentIndex(..., "
+                "lexical=True), the default for new collections)"
+            )
+        return self
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -93,6 +131,7 @@ class LatentLexRetriever(BaseRetriever):
         encoder: LatentTermEncoder | None = None,
         collection: str = "latentlex",
         recreate: bool = False,
+        lexical: bool | LexicalConfig | None = None,
         index_kwargs: Mapping[str, Any] | None = None,
         **retriever_kwargs: Any,
     ) -> LatentLexRetriever:
@@ -106,6 +145,10 @@ class LatentLexRetriever(BaseRetriever):
             metadatas / ids: per-text metadata and ids (default ids: a hash of the text).
             encoder: an already built :class:`LatentTermEncoder` (instead of ``sae``).
             collection / recreate: the collection name; drop and rebuild it first.
+            lexical: the lexical BM25 leg (:class:`LatentIndex`'s ``lexical``): ``None``
+                (default) builds a new collection with it and keeps an existing collection's
+                setting; ``True``/``False`` or a :class:`~latentlex.lexical.LexicalConfig`
+                force it.
             index_kwargs: further :class:`LatentIndex` arguments (``url``, ``api_key``, ...).
             **retriever_kwargs: retriever fields (``k``, ``mode``, ``filter``, ...).
         """
@@ -116,8 +159,14 @@ class LatentLexRetriever(BaseRetriever):
             raise ConfigError(
                 "give store= (a folder, ':memory:' or a Store) or index_kwargs={'url': ...}"
             )
+        if "lexical" in index_kwargs:
+            if lexical is not None:
+                raise ConfigError("give lexical= once (not also in index_kwargs)")
+            lexical = index_kwargs.pop("lexical")
         enc = encoder if encoder is not None else as_encoder(sae)
-        index = LatentIndex(enc, store, collection=collection, recreate=recreate, **index_kwargs)
+        index = LatentIndex(
+            enc, store, collection=collection, recreate=recreate, lexical=lexical, **index_kwargs
+        )
         retriever = cls(index=index, **retriever_kwargs)
         retriever.add_texts(texts, metadatas=metadatas, ids=ids)
         return retriever
@@ -161,7 +210,7 @@ class LatentLexRetriever(BaseRetriever):
         filter: Any,
         mode: str | None,
         fusion: str | Fusion | None,
-        weights: tuple[float, float] | None,
+        weights: Sequence[float] | None,
     ) -> tuple[int, dict[str, Any]]:
         k = self.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -185,7 +234,7 @@ class LatentLexRetriever(BaseRetriever):
         filter: Any = None,
         mode: str | None = None,
         fusion: str | Fusion | None = None,
-        weights: tuple[float, float] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> list[Document]:
         k, options = self._call_options(k, filter, mode, fusion, weights)
         hits = self.index.search(query, k, **options)
@@ -205,7 +254,7 @@ class LatentLexRetriever(BaseRetriever):
         filter: Any = None,
         mode: str | None = None,
         fusion: str | Fusion | None = None,
-        weights: tuple[float, float] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> list[Document]:
         k, options = self._call_options(k, filter, mode, fusion, weights)
         hits = await self.index.asearch(query, k, **options)
@@ -228,8 +277,10 @@ class LatentLexRetriever(BaseRetriever):
                     score=hit.score,
                     dense_score=hit.dense_score,
                     sparse_score=hit.sparse_score,
+                    lexical_score=hit.lexical_score,
                     dense_rank=hit.dense_rank,
                     sparse_rank=hit.sparse_rank,
+                    lexical_rank=hit.lexical_rank,
                 )
             if explanations is not None:
                 meta["explanation"] = explanations[n]

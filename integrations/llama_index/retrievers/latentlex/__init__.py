@@ -1,7 +1,7 @@
 """latentlex for LlamaIndex: ``from llama_index.retrievers.latentlex import LatentLexRetriever``.
 
 - :class:`LatentLexRetriever`: a ``BaseRetriever`` over a latentlex hybrid index (dense + latent
-  terms fused in Qdrant), built from LlamaIndex documents in one call;
+  terms + lexical BM25, fused in Qdrant), built from LlamaIndex documents in one call;
 - :class:`LatentLexSparseEmbedding`, :class:`LatentLexEmbedding`, :func:`latentlex_sparse_fns`,
   :func:`latentlex_sparse_config`: latent terms for LlamaIndex's stock ``QdrantVectorStore``;
 - :func:`to_neutral`: ``MetadataFilters`` → latentlex filter mapping.

@@ -1,7 +1,8 @@
 """LatentLexRetriever: a LlamaIndex retriever over a :class:`~latentlex.index.LatentIndex`.
 
 It translates types and delegates: LlamaIndex nodes in (``add_nodes``), ``NodeWithScore`` out
-(``retrieve`` / ``aretrieve``); ranking, fusion and filtering happen in the index (in Qdrant).
+(``retrieve`` / ``aretrieve``); ranking, fusion and filtering happen in the index (in Qdrant):
+dense + latent terms, + lexical BM25 when the index has that leg (the default for new indexes).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from llama_index.core.schema import (
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from latentlex.errors import ConfigError
-from latentlex.index import LatentIndex
+from latentlex.index import DEFAULT_FUSION, LatentIndex
 from latentlex.store.base import Fusion, Hit
 
 from .embeddings import as_encoder
 from .filters import to_neutral
 
 if TYPE_CHECKING:
+    from latentlex.lexical import LexicalConfig
     from latentlex.sae import SparseAutoencoder
     from latentlex.store.base import Store
     from latentlex.terms import LatentTermEncoder
@@ -45,7 +47,17 @@ __all__ = ["LEG_KEYS", "REF_DOC_KEY", "LatentLexRetriever", "chunk_id"]
 #: Metadata key under which a node's source document id is stored (and restored as its SOURCE).
 REF_DOC_KEY = "ref_doc_id"
 #: Metadata keys added with ``include_legs=True`` / ``explain=True`` (kept out of LLM prompts).
-LEG_KEYS = ("dense_score", "sparse_score", "dense_rank", "sparse_rank", "explanation")
+LEG_KEYS = (
+    "dense_score",
+    "sparse_score",
+    "lexical_score",
+    "dense_rank",
+    "sparse_rank",
+    "lexical_rank",
+    "explanation",
+)
+#: The search modes (:meth:`LatentIndex.search`).
+MODES = ("hybrid", "dense", "sparse", "lexical")
 
 
 def chunk_id(i: int, doc: BaseNode) -> str:
@@ -57,18 +69,25 @@ def chunk_id(i: int, doc: BaseNode) -> str:
 
 
 class LatentLexRetriever(BaseRetriever):
-    """Retrieve from a latentlex hybrid (dense + latent-term) index.
+    """Retrieve from a latentlex hybrid index: dense + latent terms, + lexical BM25 of the words
+    when the index has that leg (new indexes do by default), fused inside Qdrant.
 
     Args:
         index: the :class:`~latentlex.index.LatentIndex` to search.
         similarity_top_k: number of nodes returned.
-        mode: ``"hybrid"``, ``"dense"`` or ``"sparse"`` (latent terms only).
-        fusion: ``"rrf"``, ``"dbsf"`` or ``"weighted"`` (fused inside Qdrant).
-        weights: ``(dense, sparse)`` leg weights.
+        mode: ``"hybrid"`` (all the index's legs fused), ``"dense"``, ``"sparse"`` (latent terms
+            only) or ``"lexical"`` (BM25 of the words only; needs an index with that leg).
+        fusion: ``"minmax"`` (default, :data:`latentlex.index.DEFAULT_FUSION`), ``"rrf"``,
+            ``"dbsf"`` or ``"weighted"`` (fused inside Qdrant).
+        weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights; ``None``
+            (default): the fusion's defaults (:data:`latentlex.index.DEFAULT_MINMAX_WEIGHTS`
+            for ``"minmax"``, all 1.0 otherwise). Three weights need the lexical leg.
         filters: LlamaIndex ``MetadataFilters`` (EQ, IN/ANY, CONTAINS, GT/GTE/LT/LTE joined by
             AND) or a latentlex filter mapping such as ``{"year": {"gte": 2020}}``.
-        include_legs: add ``dense_score``, ``sparse_score``, ``dense_rank``, ``sparse_rank`` to
-            each node's metadata (hybrid mode).
+        include_legs: add ``dense_score``, ``sparse_score``, ``lexical_score``, ``dense_rank``,
+            ``sparse_rank`` and ``lexical_rank`` to each node's metadata (hybrid mode; a leg's
+            fields are ``None`` where the node was not among its candidates, and the lexical
+            ones always on an index without the lexical leg).
         explain: add ``explanation`` (the latent terms behind the sparse score,
             :meth:`LatentIndex.explain` as a dict) to each node's metadata.
         explain_top: latent terms kept per explanation.
@@ -89,8 +108,8 @@ class LatentLexRetriever(BaseRetriever):
         similarity_top_k: int = 10,
         *,
         mode: str = "hybrid",
-        fusion: str | Fusion = "rrf",
-        weights: tuple[float, float] = (1.0, 1.0),
+        fusion: str | Fusion = DEFAULT_FUSION,
+        weights: tuple[float, float] | tuple[float, float, float] | None = None,
         filters: MetadataFilters | Mapping[str, Any] | None = None,
         include_legs: bool = False,
         explain: bool = False,
@@ -108,11 +127,18 @@ class LatentLexRetriever(BaseRetriever):
             raise ConfigError(f"similarity_top_k must be an int, got {similarity_top_k!r}")
         if similarity_top_k < 1:
             raise ConfigError(f"similarity_top_k must be >= 1, got {similarity_top_k}")
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if mode == "lexical" and not index.lexical:
+            raise ConfigError(
+                "mode 'lexical' needs an index with the lexical leg (LatentIndex(..., "
+                "lexical=True), the default for new collections)"
+            )
         self.index = index
         self.similarity_top_k = similarity_top_k
         self.mode = mode
         self.fusion = Fusion(fusion)
-        self.weights = (float(weights[0]), float(weights[1]))
+        self.weights = _weights(weights)
         self.filters = filters
         self.include_legs = include_legs
         self.explain = explain
@@ -133,6 +159,7 @@ class LatentLexRetriever(BaseRetriever):
         transformations: Sequence[TransformComponent] | None = None,
         collection: str = "latentlex",
         recreate: bool = False,
+        lexical: bool | LexicalConfig | None = None,
         show_progress: bool = False,
         index_kwargs: Mapping[str, Any] | None = None,
         **retriever_kwargs: Any,
@@ -149,6 +176,10 @@ class LatentLexRetriever(BaseRetriever):
                 ``SentenceSplitter`` at ``Settings.chunk_size``, with deterministic node ids
                 ``"<doc id>#<n>"``).
             collection / recreate: the collection name; drop and rebuild it first.
+            lexical: the lexical BM25 leg (:class:`LatentIndex`'s ``lexical``): ``None``
+                (default) builds a new collection with it and keeps an existing collection's
+                setting; ``True``/``False`` or a :class:`~latentlex.lexical.LexicalConfig`
+                force it.
             show_progress: progress bars while splitting and indexing.
             index_kwargs: further :class:`LatentIndex` arguments (``url``, ``api_key``, ...).
             **retriever_kwargs: arguments of :class:`LatentLexRetriever` (``similarity_top_k``, ...).
@@ -160,8 +191,14 @@ class LatentLexRetriever(BaseRetriever):
             raise ConfigError(
                 "give store= (a folder, ':memory:' or a Store) or index_kwargs={'url': ...}"
             )
+        if "lexical" in index_kwargs:
+            if lexical is not None:
+                raise ConfigError("give lexical= once (not also in index_kwargs)")
+            lexical = index_kwargs.pop("lexical")
         enc = encoder if encoder is not None else as_encoder(sae)
-        index = LatentIndex(enc, store, collection=collection, recreate=recreate, **index_kwargs)
+        index = LatentIndex(
+            enc, store, collection=collection, recreate=recreate, lexical=lexical, **index_kwargs
+        )
         retriever = cls(index, **retriever_kwargs)
         retriever.add_documents(
             documents, transformations=transformations, show_progress=show_progress
@@ -238,8 +275,10 @@ class LatentLexRetriever(BaseRetriever):
                 extra.update(
                     dense_score=hit.dense_score,
                     sparse_score=hit.sparse_score,
+                    lexical_score=hit.lexical_score,
                     dense_rank=hit.dense_rank,
                     sparse_rank=hit.sparse_rank,
+                    lexical_rank=hit.lexical_rank,
                 )
             if explanations is not None:
                 extra["explanation"] = explanations[n]
@@ -255,6 +294,22 @@ class LatentLexRetriever(BaseRetriever):
                 node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=ref)
             out.append(NodeWithScore(node=node, score=hit.score))
         return out
+
+
+def _weights(weights: Sequence[float] | None) -> tuple[float, ...] | None:
+    """Leg weights as a tuple of two or three floats (``None`` stays ``None``)."""
+    if weights is None:
+        return None
+    try:
+        out = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) not in (2, 3) or isinstance(weights, (str, bytes)):
+        raise ConfigError(
+            f"weights must be two (dense, sparse) or three (dense, sparse, lexical) numbers, "
+            f"got {weights!r}"
+        )
+    return out
 
 
 def _split(
