@@ -182,3 +182,25 @@ def test_layer_is_recorded_and_enforced(backbone, tmp_path):
     assert enc.backbone.layer == 1
     with pytest.raises(ConfigError, match="layer 1"):
         LatentTermEncoder(sae, backbone)
+
+
+def test_fit_sae_on_documents_reuses_their_cached_token_states(backbone, tmp_path):
+    """fit_sae(list[Document], cache_dir=...) keys the token states by the documents' own ids, so
+    states cached by encode_token_states for the same corpus are reused (no second backbone pass)."""
+    from unittest import mock
+
+    from latentlex.corpus import Document
+    from latentlex.fit import fit_sae
+    from latentlex.states import encode_token_states
+
+    docs = [Document(f"d{i}", f"Document {i} mentions quokkas and tapirs.") for i in range(6)]
+    cache = tmp_path / "states"
+    encode_token_states(
+        backbone, [d.id for d in docs], [d.text for d in docs], cache, progress=False
+    )
+    with mock.patch.object(backbone, "forward", side_effect=AssertionError("re-encoded")):
+        sae = fit_sae(
+            docs, None, backbone=backbone, width=32, k=4, epochs=1, progress=False,
+            cache_dir=str(cache),
+        )  # fmt: skip
+    assert sae.cfg.width == 32

@@ -8,12 +8,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .backbone import Backbone
-from .corpus import read_corpus
+from .corpus import Document, read_corpus
 from .errors import ConfigError
 from .states import encode_token_states
 
@@ -83,7 +83,7 @@ class FitConfig:
 
 
 def fit_sae(
-    corpus: str | os.PathLike[str] | list[str],
+    corpus: str | os.PathLike[str] | list[str] | list[Document],
     out_dir: str | os.PathLike[str] | None = None,
     config: FitConfig | None = None,
     *,
@@ -93,7 +93,8 @@ def fit_sae(
     """Train an SAE on a corpus and save it.
 
     Args:
-        corpus: a corpus path (BEIR ``corpus.jsonl``, ``.txt``, or a folder) or a list of texts.
+        corpus: a corpus path (BEIR ``corpus.jsonl``, ``.txt``, or a folder), a list of texts, or
+            a list of :class:`~latentlex.corpus.Document` (their ids key the token-state cache).
         out_dir: where to save the SAE folder (``cfg.json`` + ``sae.safetensors``); None: don't save.
         config: a :class:`FitConfig`; keyword ``overrides`` replace its fields.
         backbone: an already loaded :class:`Backbone` (else built from ``config.model``).
@@ -109,8 +110,12 @@ def fit_sae(
     if overrides:
         cfg = FitConfig(**{**cfg.__dict__, **overrides})
     t0 = time.perf_counter()
-    if isinstance(corpus, list):
-        texts = corpus
+    if isinstance(corpus, list) and corpus and all(isinstance(d, Document) for d in corpus):
+        docs_ = [d for d in corpus if isinstance(d, Document)]
+        texts = [d.text for d in docs_]
+        ids = [d.id for d in docs_]
+    elif isinstance(corpus, list):
+        texts = cast("list[str]", corpus)  # non-str items are refused by the backbone
         ids = [str(i) for i in range(len(texts))]
     else:
         docs = list(read_corpus(corpus))

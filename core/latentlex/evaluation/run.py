@@ -116,12 +116,22 @@ def run_eval(
 
             cfg = FitConfig(**fit)
             sae_dir = (
-                cache / "saes" / f"{ds.name}-{ds.fingerprint[:12]}-w{cfg.width}-k{cfg.k}-{cfg.mode}"
+                cache
+                / "saes"
+                / (
+                    f"{ds.name}-{ds.fingerprint[:12]}-w{cfg.width}-k{cfg.k}-{cfg.mode}"
+                    f"-e{cfg.epochs:g}-s{cfg.seed}"
+                )
             )
             if (sae_dir / "cfg.json").is_file():
                 model = SparseAutoencoder.load(sae_dir)
             else:
-                model = fit_sae(ds.doc_texts(), sae_dir, cfg, backbone=backbone)
+                # fit on the token states just cached for this corpus: no second backbone pass
+                from ..corpus import Document
+
+                docs = [Document(i, t) for i, t in zip(ds.doc_ids, ds.doc_texts(), strict=True)]
+                cfg = FitConfig(**{**cfg.__dict__, "cache_dir": str(cache / "states" / ds.name)})
+                model = fit_sae(docs, sae_dir, cfg, backbone=backbone)
             encoder = LatentTermEncoder(model, backbone)
         else:
             raise ConfigError("the latent systems need sae=... (an SAE folder) or fit={...}")
