@@ -86,7 +86,7 @@ MAX_JSON_BYTES = 1 << 20
 
 MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     # Latent Terms (Clavié et al. 2026): BM25 over sqrt of summed token activations.
-    "token": {"bm25_k1": 8.0, "bm25_b": 0.7, "query_k2": None, "doc_max_terms": None},
+    "token": {"bm25_k1": 1.2, "bm25_b": 0.75, "query_k2": None, "doc_max_terms": None},
     # CL-SR (Park et al. 2025) saturation; every active latent of a document is kept.
     "pooled": {"bm25_k1": 0.6, "bm25_b": 2.0, "query_k2": 1.5, "doc_max_terms": None},
 }

@@ -107,9 +107,9 @@ class SAEConfig:
     """Backbone layer the token states came from (None: the final hidden state)."""
     max_seq_length: int | None = None
     """Maximum tokens per text used when training."""
-    bm25_k1: float = 8.0
+    bm25_k1: float = 1.2
     """BM25 k1 of the document-side saturation."""
-    bm25_b: float = 0.7
+    bm25_b: float = 0.75
     """BM25 b of the document-side length normalisation."""
     query_k2: float | None = None
     """Pooled mode query saturation (CL-SR: 1.5)."""
