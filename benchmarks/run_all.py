@@ -174,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / ".cache" / "latentlex-eval",
         help="token states, dense vectors, SAEs and subsets (default: .cache/latentlex-eval)",
     )
+    ap.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rebuild summary.md and the BENCHMARKS.md tables from the results.json files already "
+        "in --out, running nothing",
+    )
     args = ap.parse_args(argv)
     plans = QUICK if args.quick else FULL
     out = (
@@ -189,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         for n in names
         if not (dataset_dir(n) / "corpus.jsonl").is_file()
     }
-    if missing and not args.quick:  # a partial BENCHMARKS.md would mislead: fail before any work
+    if (
+        missing and not args.quick and not args.render_only
+    ):  # a partial BENCHMARKS.md would mislead: fail before any work
         for name, why in missing.items():
             print(f"error: {name}: {why}", file=sys.stderr)
         return 2
@@ -201,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     saes: dict[str, Path] = {}
     for name in names:
         plan = plans[name]
+        if args.render_only:
+            done = out / name / "results.json"
+            if done.is_file():
+                results = json.loads(done.read_text())
+                r0 = results[0]
+                sections.append(
+                    f"### {r0['dataset']} ({r0['n_docs']} docs, {r0['n_queries']} queries)\n\n"
+                    f"{table(results)}\n"
+                )
+            continue
         if name in missing:
             print(f"note: skipping {name}: {missing[name]}", flush=True)
             sections.append(f"### {name}\n\nSkipped: {missing[name]}.\n")
@@ -236,17 +254,19 @@ def main(argv: list[str] | None = None) -> int:
             f"### {r0['dataset']} ({r0['n_docs']} docs, {r0['n_queries']} queries)\n\n"
             f"{table(results)}\n"
         )
-    if not args.quick:
+    if not args.quick and not args.render_only:
         run([sys.executable, "benchmarks/bench_training.py"])
         bench_index = [sys.executable, "benchmarks/bench_index.py", "--out", str(out)]
         run(bench_index + (["--sae", str(saes["scifact"])] if "scifact" in saes else []))
+    if not args.quick:
         # bench_training writes to benchmarks/results whatever --out is.
         for extra in (REPO / "benchmarks" / "results" / "training.md", out / "index.md"):
             if extra.is_file():
                 sections.append(extra.read_text())
     body = "\n".join(sections)
     (out / "summary.md").write_text(body)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not args.render_only:
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     bench = REPO / "BENCHMARKS.md"
     if not args.quick and bench.is_file():
         text = bench.read_text()

@@ -3,8 +3,9 @@
 1. Fit a token-mode SAE on the packaged all-MiniLM-L6-v2 (text: Python's standard-library docstrings,
    present on every machine, plus the corpus being searched), or reuse the one fitted last time.
 2. Index LIMIT-small (46 documents, CC BY 4.0, shipped in examples/data) into the embedded Qdrant engine.
-3. Answer a few "Who likes X?" queries with the dense vector alone, latent terms alone and the hybrid,
-   side by side, and explain the top hit in latent terms.
+3. Answer a few "Who likes X?" queries with the dense vector alone, latent terms alone, BM25 of the
+   words alone and the default hybrid (the three legs fused in Qdrant), side by side, and explain the
+   top latent-term hit.
 4. Score all 1,000 LIMIT-small queries (recall@2 / recall@10) for each mode.
 
 Run: ``python examples/demo.py`` (``--fresh`` refits the SAE; ``--width``/``--k``/``--epochs`` change it).
@@ -21,6 +22,7 @@ from latentlex import LatentIndex, LatentTermEncoder, fit_sae
 from latentlex.backbone import Backbone
 from latentlex.corpus import read_corpus, stdlib_docstrings
 from latentlex.labels import label_sae, load_labels
+from latentlex.lexical import LexicalConfig, measure_avg_len
 from latentlex.sae import SparseAutoencoder
 
 HERE = Path(__file__).resolve().parent
@@ -90,28 +92,32 @@ def main() -> None:
 
     encoder = LatentTermEncoder(sae, backbone)
     t0 = time.perf_counter()
-    index = LatentIndex(encoder, CACHE / "index", collection="limit-small", recreate=True)
+    # three legs: dense, latent terms, and BM25 of the words (its avg_len measured on the corpus)
+    lexical = LexicalConfig(avg_len=measure_avg_len([d.text for d in docs]))
+    index = LatentIndex(
+        encoder, CACHE / "index", collection="limit-small", recreate=True, lexical=lexical
+    )
     index.add_documents(docs)
     print(
         f"[2/4] indexed {index.count()} LIMIT-small documents in {time.perf_counter() - t0:.1f} s"
     )
 
     queries, qrels = load_queries()
-    print("[3/4] a few queries, three ways (✓ = relevant)")
+    print("[3/4] a few queries, four ways (✓ = relevant; sparse = latent terms alone)")
     for qid in list(queries)[: args.queries]:
         q = queries[qid]
         print(f"\n  {q}   (relevant: {', '.join(sorted(qrels[qid]))})")
-        for mode in ("dense", "sparse", "hybrid"):
+        for mode in ("dense", "sparse", "lexical", "hybrid"):
             hits = index.search(q, k=3, mode=mode)
             shown = ", ".join(f"{h.doc_id}{' ✓' if h.doc_id in qrels[qid] else ''}" for h in hits)
-            print(f"    {mode:>6}: {shown}")
+            print(f"    {mode:>7}: {shown}")
         top = index.search(q, k=1, mode="sparse")[0]
         print("    why the top latent-term hit matched:")
         print("    " + index.explain(q, top.doc_id, top=5).table().replace("\n", "\n    "))
 
     print("\n[4/4] all 1,000 queries")
     qids = list(queries)
-    for mode in ("dense", "sparse", "hybrid"):
+    for mode in ("dense", "sparse", "lexical", "hybrid"):
         t0 = time.perf_counter()
         results = index.search_batch([queries[q] for q in qids], k=10, mode=mode, with_legs=False)
         secs = time.perf_counter() - t0
@@ -123,7 +129,7 @@ def main() -> None:
             len({h.doc_id for h in hs} & qrels[q]) / 2 for q, hs in zip(qids, results, strict=True)
         ) / len(qids)
         print(
-            f"    {mode:>6}: recall@2 {r2:.3f}  recall@10 {r10:.3f}  ({secs:.1f} s incl. encoding)"
+            f"    {mode:>7}: recall@2 {r2:.3f}  recall@10 {r10:.3f}  ({secs:.1f} s incl. encoding)"
         )
     index.close()
 
