@@ -64,6 +64,14 @@ def _check_limit(out: Path) -> None:
     # and the default hybrid beats what Qdrant users run today (dense + BM25 by RRF: ~0.45)
     hybrid = scores["hybrid"]["recall@2"]
     assert hybrid > max(scores["dense+bm25"]["recall@2"], scores["qdrant-bm25"]["recall@2"])
+    # with a paired significance test per baseline, recorded beside the hybrid's figures
+    full = json.loads((out / "limit-small" / "results_full.json").read_text())
+    sig = next(r for r in full if r["system"] == "hybrid")["significance"]
+    assert sig["metric"] == "recall@2" and set(sig["vs"]) == set(DEFAULT_SYSTEMS) - {"hybrid"}
+    vs = sig["vs"]["dense+bm25"]
+    assert vs["n"] == 1000 and vs["p"] < 0.05
+    assert vs["diff"] == pytest.approx(hybrid - scores["dense+bm25"]["recall@2"], abs=1e-9)
+    assert all("run" not in r for r in full)
     assert (out / "limit-small" / "recall_limit-small.png").is_file()
 
 

@@ -55,6 +55,26 @@ def _dense_cache(states: Any, ds: Any, cache_dir: Path) -> None:
     enc.cache.save(enc.model_key, ds.fingerprint, dense, float(states.meta.get("seconds", 0.0)))
 
 
+def _significance(results: list[dict[str, Any]], qrels: Any, metric: str) -> None:
+    """Paired t-tests of the default ``hybrid`` against every other system on ``metric``, stored
+    under the hybrid's ``"significance"``; the runs themselves are dropped afterwards."""
+    from .metrics import paired_test
+
+    runs = {r["system"]: r.pop("run") for r in results if "run" in r}
+    if "hybrid" not in runs:
+        return
+    tests = {}
+    for name, run in runs.items():
+        if name != "hybrid":
+            t = paired_test(run, runs["hybrid"], qrels, metric)
+            tests[name] = {"diff": t.diff, "p": t.p_value, "n": t.n_queries}
+    next(r for r in results if r["system"] == "hybrid")["significance"] = {
+        "metric": metric,
+        "test": "paired t-test (scipy ttest_rel), hybrid minus the other system",
+        "vs": tests,
+    }
+
+
 def run_eval(
     dataset: str | os.PathLike[str],
     *,
@@ -159,7 +179,9 @@ def run_eval(
         return made[name]
 
     try:
-        results = run_systems(ds, [system(s) for s in systems], k=k, metrics=metrics)
+        results = run_systems(
+            ds, [system(s) for s in systems], k=k, metrics=metrics, keep_runs=True
+        )
     finally:
         for obj in made.values():
             close = getattr(obj, "close", None)
@@ -177,6 +199,7 @@ def run_eval(
                     "mode": encoder.sae.cfg.mode,
                     "fingerprint": encoder.sae.fingerprint(),
                 }
+    _significance(results, ds.qrels, metrics[0])
     for r in results:
         r["backbone_seconds"] = states.meta.get("seconds")
     if out_dir is not None:
