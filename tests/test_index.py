@@ -336,3 +336,18 @@ def test_lexical_options_on_two_leg_index(two_leg_index):
 
     with pytest.raises(ConfigError, match="no lexical leg"):
         index.search_encoded(enc, 2, lexical=LexicalEncoder().encode_queries(["quokkas"]))
+
+
+def test_dense_mode_skips_the_sae(index):
+    """mode="dense" runs the backbone only (same vector as the hybrid path) and never the SAE."""
+    from unittest import mock
+
+    q = "which marsupial lives on Rottnest Island?"
+    want = [(h.doc_id, h.score) for h in index.search(q, k=3, mode="dense")]
+    with mock.patch.object(index.encoder.sae, "encode", side_effect=AssertionError("SAE ran")):
+        got = [(h.doc_id, h.score) for h in index.search(q, k=3, mode="dense")]
+    assert [d for d, _ in got] == [d for d, _ in want]
+    assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+    enc = index.encoder.encode_queries([q])
+    ref = index.search_encoded(enc, k=3, mode="dense")[0]
+    assert [h.doc_id for h in ref] == [d for d, _ in got]

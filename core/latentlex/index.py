@@ -586,7 +586,14 @@ class LatentIndex:
         mode = opts["mode"]
         self._check_mode(mode)
         lexical = self._lexical_queries(queries, mode)
-        enc = None if mode == "lexical" else self.encoder.encode_queries(queries)
+        enc: Encoded | None = None
+        if mode == "dense":  # the backbone alone: no SAE work for a leg that is not searched
+            dense = self.encoder.backbone.encode_dense(
+                queries, batch_size=self.encoder.batch_size, is_query=True
+            )
+            enc = Encoded(dense, [SparseVector.empty() for _ in queries])
+        elif mode != "lexical":
+            enc = self.encoder.encode_queries(queries)
         return self._requests(enc, k=k, lexical=lexical, n=len(queries), **opts)
 
     def search_encoded(
