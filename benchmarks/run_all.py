@@ -89,8 +89,12 @@ def run(cmd: list[str]) -> None:
 
 def table(results: list[dict]) -> str:
     metrics = list(results[0]["metrics"])
+    sig = next((r["significance"] for r in results if r.get("significance")), None)
     head = "| system | " + " | ".join(metrics) + " | query p50 ms | query p95 ms |"
     rows = [head, "|---" * (len(metrics) + 3) + "|"]
+    if sig is not None:
+        rows[0] += f" hybrid − this, {sig['metric']} (p) |"
+        rows[1] += "---|"
     best = {m: max(r["metrics"][m] for r in results) for m in metrics}
     for r in results:
         cells = []
@@ -98,13 +102,20 @@ def table(results: list[dict]) -> str:
             v = r["metrics"][m]
             cells.append(f"**{v:.4f}**" if v == best[m] else f"{v:.4f}")
         p50, p95 = r.get("query_p50_ms"), r.get("query_p95_ms")
-        rows.append(
+        row = (
             f"| {r['system']} | "
             + " | ".join(cells)
             + f" | {float('nan') if p50 is None else p50:.2f}"
             + f" | {float('nan') if p95 is None else p95:.2f} |"
         )
-    return "\n".join(rows)
+        if sig is not None:
+            vs = sig["vs"].get(r["system"])
+            row += f" {vs['diff']:+.4f} ({vs['p']:.2g}) |" if vs else " – |"
+        rows.append(row)
+    text = "\n".join(rows)
+    if sig is not None:
+        text += f"\n\np: {sig['test']}, over {next(iter(sig['vs'].values()))['n']} queries.\n"
+    return text
 
 
 def prepare(name: str, plan: Plan, cache: Path) -> Path:
@@ -258,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         run([sys.executable, "benchmarks/bench_training.py"])
         bench_index = [sys.executable, "benchmarks/bench_index.py", "--out", str(out)]
         run(bench_index + (["--sae", str(saes["scifact"])] if "scifact" in saes else []))
+    tables = "\n".join(sections)  # what BENCHMARKS.md shows; the speed reports stay in their files
     if not args.quick:
         # bench_training writes to benchmarks/results whatever --out is.
         for extra in (REPO / "benchmarks" / "results" / "training.md", out / "index.md"):
@@ -273,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         if MARK_START in text and MARK_END in text:
             head, rest = text.split(MARK_START, 1)
             _, tail = rest.split(MARK_END, 1)
-            bench.write_text(f"{head}{MARK_START}\n{body}\n{MARK_END}{tail}")
+            bench.write_text(f"{head}{MARK_START}\n{tables}\n{MARK_END}{tail}")
     print(body)
     return 0
 
