@@ -1142,7 +1142,12 @@ def test_lexical_async(backend: Backend) -> None:
 
 def test_async_client_store_three_legs_match_sync() -> None:
     spec = CollectionSpec("c", DIM, IDENTITY, lexical_name=LEX)
-    reqs = [_lex_query(k=6), _lex_query(k=6, fusion=Fusion.DBSF), _lex_query(k=6, mode="lexical")]
+    reqs = [
+        _lex_query(k=6),
+        _lex_query(k=6, fusion=Fusion.DBSF),
+        _lex_query(k=6, mode="lexical"),
+        _lex_query(k=6, fusion=Fusion.MINMAX, weights=(0.5, 0.5, 1.0)),  # two round trips
+    ]
 
     async def run() -> list:
         s = AsyncClientStore(location=":memory:")
@@ -1161,3 +1166,5 @@ def test_async_client_store_three_legs_match_sync() -> None:
         assert [(h.doc_id, h.dense_rank, h.sparse_rank, h.lexical_rank) for h in hits] == [
             (h.doc_id, h.dense_rank, h.sparse_rank, h.lexical_rank) for h in expect
         ]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expect], abs=1e-6)
+    assert got[3] and all(h.dense_rank or h.sparse_rank or h.lexical_rank for h in got[3])
