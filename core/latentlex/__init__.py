@@ -35,6 +35,8 @@ _LAZY = {
     "Document": "corpus",
     "read_corpus": "corpus",
     "LatentIndex": "index",
+    "LexicalConfig": "lexical",
+    "LexicalEncoder": "lexical",
     "from_pretrained": "hub",
     "push_to_hub": "hub",
 }
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from .fit import FitConfig, fit_sae
     from .hub import from_pretrained, push_to_hub
     from .index import LatentIndex
+    from .lexical import LexicalConfig, LexicalEncoder
     from .sae import SAEConfig, SparseAutoencoder
     from .terms import Encoded, LatentTermEncoder
     from .training import TrainConfig, train_sae
