@@ -1,0 +1,175 @@
+"""Budget-matched SAE width / k sweep on SciFact: latent terms alone, exact scipy BM25 (Qdrant IDF).
+
+    python benchmarks/research_width_k.py [--budget-s SECONDS] [--only W:K,...]
+
+Each config trains ONE epoch over SciFact's cached token states (``.cache/states/scifact``, seed 0,
+default :class:`TrainConfig` otherwise, BM25 k1 1.2 / b 0.75), then one SAE pass over the states
+scores SciFact train/test (nDCG@10, recall@100) and LIMIT-small (recall@2) exactly, as
+``research_bm25_params.py`` does. Rows are written after every config (partial results survive);
+a config is skipped when the time left is under ``--min-left-s`` or under its estimated cost.
+SAEs are not saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from latentlex.backbone import Backbone
+from latentlex.evaluation.beir import load_beir
+from latentlex.evaluation.metrics import evaluate
+from latentlex.sae import SAEConfig
+from latentlex.states import TokenStates, encode_token_states
+from latentlex.terms import LatentTermEncoder, iter_state_batches
+from latentlex.training import TrainConfig, train_sae
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from research_bm25_params import matrix
+
+REPO = Path(__file__).resolve().parents[1]
+SCIFACT = Path("/work/shared/data/scifact")
+LIMIT = REPO / "examples" / "data" / "limit-small"
+OUT = REPO / "benchmarks" / "results" / "sweeps" / "width-k-scifact"
+CONFIGS = [(8192, 16), (4096, 16), (8192, 8), (8192, 32), (16384, 16)]
+
+
+def query_batches(bb: Backbone, texts: list[str]) -> list:
+    """Backbone batches of the queries, computed once and reused by every SAE."""
+    return list(bb.iter_batches(texts, batch_size=64, is_query=True))
+
+
+def query_matrix(enc: LatentTermEncoder, batches: list, n: int) -> sp.csr_matrix:
+    vs = [None] * n
+    for pos, batch in batches:
+        for p, (idx, mass) in zip(pos.tolist(), enc.latent_mass(batch), strict=True):
+            vs[p] = enc.query_weights(idx, mass)
+    return matrix(vs, enc.width)
+
+
+def doc_index(enc: LatentTermEncoder, st: TokenStates) -> tuple[sp.csr_matrix, float]:
+    """(IDF-weighted, transposed) document matrix and mean terms per document; sets avgdl."""
+    masses = [m for batch in iter_state_batches(st) for m in enc.latent_mass(batch)]
+    enc.sae.cfg.avgdl = float(np.mean([enc.document_length(m) for _, m in masses]))
+    dm = matrix([enc.document_weights(i, m) for i, m in masses], enc.width)
+    n = np.asarray((dm > 0).sum(0)).ravel()
+    idf = np.log((dm.shape[0] - n + 0.5) / (n + 0.5) + 1)
+    return (dm @ sp.diags(idf)).T.tocsr(), float(np.diff(dm.indptr).mean())
+
+
+def run_queries(qm, dmi, qids, doc_ids, qrels, metrics) -> dict[str, float]:
+    scores = (qm @ dmi).toarray()
+    run = {}
+    for i, q in enumerate(qids):
+        top = np.argpartition(-scores[i], min(100, scores.shape[1] - 1))[:100]
+        run[q] = {doc_ids[j]: float(scores[i, j]) for j in top}
+    return evaluate(run, qrels, metrics)
+
+
+def write_md(rows: list[dict], path: Path) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    lines = [
+        "# SAE width / k sweep on SciFact (latent terms alone)",
+        "",
+        "1 epoch each on SciFact's 1.23M token states; exact scipy BM25 (k1 1.2, b 0.75), "
+        "Qdrant IDF; `python benchmarks/research_width_k.py`",
+        "",
+        "| width | k | FVU | dead % | terms/doc | SciFact train nDCG@10 | test nDCG@10 "
+        "| test R@100 | LIMIT R@2 | train s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['width']} | {r['k']} | {r['fvu']:.4f} | {r['dead_pct']:.2f} "
+            f"| {r['terms_per_doc']:.1f} | {r['train_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} "
+            f"| {r['test_recall@100']:.4f} | {r['limit_recall@2']:.4f} | {r['train_seconds']:.0f} |"
+        )
+    lines += ["", f"Load average (1/5/15 min) when written: {load}. 2 shared CPU cores.", ""]
+    path.write_text("\n".join(lines))
+
+
+def main() -> None:
+    t_start = time.time()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget-s", type=float, default=float("inf"))
+    ap.add_argument("--min-left-s", type=float, default=480.0)
+    ap.add_argument("--only", default=None, help="comma-separated WIDTH:K configs")
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--epochs", type=float, default=1.0, help="(smoke tests only)")
+    args = ap.parse_args()
+    configs = CONFIGS
+    if args.only:
+        configs = [tuple(int(x) for x in c.split(":")) for c in args.only.split(",")]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    bb = Backbone()
+    sci = {s: load_beir(SCIFACT, split=s) for s in ("train", "test")}
+    lim = load_beir(LIMIT, split="test")
+    st = TokenStates.open(REPO / ".cache" / "states" / "scifact")
+    assert set(st.doc_ids) == set(sci["test"].doc_ids), "cached states do not match"
+    lst = encode_token_states(
+        bb, lim.doc_ids, lim.doc_texts(), REPO / ".cache" / "states" / lim.name, progress=False
+    )
+    qsets = {}
+    for name, ds in [("train", sci["train"]), ("test", sci["test"]), ("limit", lim)]:
+        qids = list(ds.queries)
+        qsets[name] = (qids, query_batches(bb, [ds.queries[q] for q in qids]))
+    print(json.dumps({"setup_s": round(time.time() - t_start, 1)}), flush=True)
+
+    rows: list[dict] = []
+    ref_cost = None  # seconds per (width * rows) of the first config
+    for width, k in configs:
+        left = args.budget_s - (time.time() - t_start)
+        est = ref_cost * width if ref_cost is not None else 0.0
+        if left < max(args.min_left_s, est):
+            print(json.dumps({"skipped": [width, k], "left_s": round(left), "est_s": round(est)}))
+            continue
+        t0 = time.time()
+        sae_cfg = SAEConfig(
+            d_in=bb.dim, width=width, k=k, backbone=bb.name, backbone_fingerprint=bb.fingerprint(),
+            backbone_dim=bb.dim, max_seq_length=bb.max_seq_length, bm25_k1=1.2, bm25_b=0.75,
+        )  # fmt: skip
+        tcfg = TrainConfig(width=width, k=k, epochs=args.epochs, seed=0, progress=False)
+        sae, rep = train_sae(st.tokens, tcfg, sae_cfg)
+        train_s = time.time() - t0
+        enc = LatentTermEncoder(sae, bb)
+        t1 = time.time()
+        dmi, tpd = doc_index(enc, st)
+        row = {
+            "width": width, "k": k, "epochs": args.epochs, "seed": 0, "fvu": round(rep.fvu, 4),
+            "l0": round(rep.l0, 2), "dead_pct": round(rep.dead_pct, 2),
+            "tokens_seen": rep.tokens_seen, "train_seconds": round(train_s, 1),
+            "terms_per_doc": round(tpd, 1), "avgdl": round(sae.cfg.avgdl, 2),
+        }  # fmt: skip
+        for split in ("train", "test"):
+            qids, qb = qsets[split]
+            qm = query_matrix(enc, qb, len(qids))
+            res = run_queries(
+                qm, dmi, qids, st.doc_ids, sci[split].qrels, ("ndcg@10", "recall@100")
+            )
+            row.update({f"{split}_{m}": round(v, 4) for m, v in res.items()})
+        ldmi, _ = doc_index(enc, lst)
+        qids, qb = qsets["limit"]
+        res = run_queries(
+            query_matrix(enc, qb, len(qids)), ldmi, qids, lst.doc_ids, lim.qrels, ("recall@2",)
+        )
+        row["limit_recall@2"] = round(res["recall@2"], 4)
+        row["eval_seconds"] = round(time.time() - t1, 1)
+        row["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        write_md(rows, out.with_suffix(".md"))
+        if ref_cost is None:
+            ref_cost = (time.time() - t0) / width
+        del sae, enc, dmi
+
+
+if __name__ == "__main__":
+    main()
