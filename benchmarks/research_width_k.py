@@ -101,6 +101,11 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated WIDTH:K configs")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--epochs", type=float, default=1.0, help="(smoke tests only)")
+    ap.add_argument(
+        "--special-tokens",
+        action="store_true",
+        help="keep [CLS]/[SEP] token states (encodes the corpora again, into *-special caches)",
+    )
     args = ap.parse_args()
     configs = CONFIGS
     if args.only:
@@ -108,14 +113,22 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    bb = Backbone()
+    bb = Backbone(keep_special_tokens=args.special_tokens)
+    suffix = "-special" if args.special_tokens else ""
     sci = {s: load_beir(SCIFACT, split=s) for s in ("train", "test")}
     lim = load_beir(LIMIT, split="test")
-    st = TokenStates.open(REPO / ".cache" / "states" / "scifact")
+    if args.special_tokens:
+        st = encode_token_states(
+            bb, sci["test"].doc_ids, sci["test"].doc_texts(),
+            REPO / ".cache" / "states" / f"scifact{suffix}", progress=False,
+        )  # fmt: skip
+    else:
+        st = TokenStates.open(REPO / ".cache" / "states" / "scifact")
     assert set(st.doc_ids) == set(sci["test"].doc_ids), "cached states do not match"
     lst = encode_token_states(
-        bb, lim.doc_ids, lim.doc_texts(), REPO / ".cache" / "states" / lim.name, progress=False
-    )
+        bb, lim.doc_ids, lim.doc_texts(), REPO / ".cache" / "states" / f"{lim.name}{suffix}",
+        progress=False,
+    )  # fmt: skip
     qsets = {}
     for name, ds in [("train", sci["train"]), ("test", sci["test"]), ("limit", lim)]:
         qids = list(ds.queries)
@@ -134,6 +147,7 @@ def main() -> None:
         sae_cfg = SAEConfig(
             d_in=bb.dim, width=width, k=k, backbone=bb.name, backbone_fingerprint=bb.fingerprint(),
             backbone_dim=bb.dim, max_seq_length=bb.max_seq_length, bm25_k1=1.2, bm25_b=0.75,
+            keep_special_tokens=bb.keep_special_tokens,
         )  # fmt: skip
         tcfg = TrainConfig(width=width, k=k, epochs=args.epochs, seed=0, progress=False)
         sae, rep = train_sae(st.tokens, tcfg, sae_cfg)
@@ -143,6 +157,7 @@ def main() -> None:
         dmi, tpd = doc_index(enc, st)
         row = {
             "width": width, "k": k, "epochs": args.epochs, "seed": 0, "fvu": round(rep.fvu, 4),
+            "special_tokens": bb.keep_special_tokens,
             "l0": round(rep.l0, 2), "dead_pct": round(rep.dead_pct, 2),
             "tokens_seen": rep.tokens_seen, "train_seconds": round(train_s, 1),
             "terms_per_doc": round(tpd, 1), "avgdl": round(sae.cfg.avgdl, 2),

@@ -204,3 +204,38 @@ def test_fit_sae_on_documents_reuses_their_cached_token_states(backbone, tmp_pat
             cache_dir=str(cache),
         )  # fmt: skip
     assert sae.cfg.width == 32
+
+
+def test_query_k_keeps_each_query_tokens_strongest_latents(encoder):
+    """SAEConfig.query_k: queries keep the top query_k latents per token; documents are untouched."""
+    texts = ["Who likes quokkas and tapirs?", "sea otters hold hands"]
+    cfg = encoder.sae.cfg
+    assert cfg.k > 2
+    full_q = encoder.encode_queries(texts)
+    full_d = encoder.encode_documents(texts)
+    batch = encoder.backbone.forward(texts, is_query=True)
+    enc = encoder.sae.encode(batch.token_states)
+    try:
+        cfg.query_k = 2
+        short_q = encoder.encode_queries(texts)
+        short_d = encoder.encode_documents(texts)
+    finally:
+        cfg.query_k = None
+    start = 0
+    for i, n in enumerate(batch.lengths.tolist()):
+        ids = enc.top_indices[start : start + n]
+        acts = enc.top_acts[start : start + n]
+        start += n
+        want = {
+            int(j)
+            for row, a in zip(ids[:, :2], acts[:, :2], strict=True)
+            for j, v in zip(row, a, strict=True)
+            if v > 0
+        }
+        assert set(short_q.sparse[i].indices.tolist()) == want
+        assert want <= set(full_q.sparse[i].indices.tolist())
+        assert len(short_q.sparse[i]) < len(full_q.sparse[i])
+        np.testing.assert_array_equal(short_d.sparse[i].indices, full_d.sparse[i].indices)
+    np.testing.assert_array_equal(short_q.dense, full_q.dense)
+    with pytest.raises(ConfigError, match="query_k"):
+        SAEConfig.from_dict({**cfg.to_dict(), "query_k": 0})

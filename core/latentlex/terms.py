@@ -161,12 +161,22 @@ class LatentTermEncoder:
         return self.backbone.dim
 
     # ------------------------------------------------------------------ weighting
-    def latent_mass(self, batch: BackboneBatch) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Raw per-text latent activations: sums over tokens (token mode) or the pooled code."""
+    def latent_mass(
+        self, batch: BackboneBatch, *, is_query: bool = False
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Raw per-text latent activations: sums over tokens (token mode) or the pooled code.
+
+        For queries in token mode, ``SAEConfig.query_k`` (when set) keeps only each token's
+        strongest ``query_k`` latents.
+        """
         with torch.inference_mode():
             if self.mode == "token":
                 enc = self.sae.encode(batch.token_states)
-                return pool_latents(enc.top_acts, enc.top_indices, batch.lengths, self.width)
+                acts, ids = enc.top_acts, enc.top_indices
+                qk = self.sae.cfg.query_k
+                if is_query and qk is not None and qk < acts.shape[1]:
+                    acts, ids = acts[:, :qk], ids[:, :qk]  # rows are sorted by activation
+                return pool_latents(acts, ids, batch.lengths, self.width)
             enc = self.sae.encode(batch.dense)
             ones = torch.ones(batch.dense.shape[0], dtype=torch.long)
             return pool_latents(enc.top_acts, enc.top_indices, ones, self.width)
@@ -227,7 +237,8 @@ class LatentTermEncoder:
             texts, batch_size=self.batch_size, is_query=is_query
         ):
             dense[pos] = batch.dense.cpu().numpy()
-            for p, (idx, mass) in zip(pos.tolist(), self.latent_mass(batch), strict=True):
+            masses = self.latent_mass(batch, is_query=is_query)
+            for p, (idx, mass) in zip(pos.tolist(), masses, strict=True):
                 sparse[p] = weigh(idx, mass)
             truncated += batch.truncated
             bar.update(len(pos))
@@ -261,7 +272,8 @@ class LatentTermEncoder:
         weigh = self.query_weights if is_query else self.document_weights
         sparse: list[SparseVector] = []
         for batch in iter_state_batches(states):
-            sparse.extend(weigh(idx, mass) for idx, mass in self.latent_mass(batch))
+            masses = self.latent_mass(batch, is_query=is_query)
+            sparse.extend(weigh(idx, mass) for idx, mass in masses)
         return Encoded(np.asarray(states.dense[:n], dtype=np.float32), sparse)
 
     def calibrate_avgdl(
