@@ -22,7 +22,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from latentlex.errors import ConfigError
 from latentlex.index import DEFAULT_FUSION, LatentIndex, content_hash
-from latentlex.store.base import Fusion, Hit
+from latentlex.store.base import MODES, Fusion, Hit
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .embeddings import as_encoder
@@ -48,8 +48,6 @@ LEG_KEYS = (
     "lexical_rank",
     "explanation",
 )
-#: The search modes (:meth:`LatentIndex.search`).
-MODES = ("hybrid", "dense", "sparse", "lexical")
 #: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights.
 Weights = tuple[float, float] | tuple[float, float, float]
 

@@ -33,6 +33,7 @@ from latentlex.store.filters import Filter
 
 __all__ = [
     "FORMAT_VERSION",
+    "MODES",
     "POINT_NAMESPACE",
     "AsyncStore",
     "CollectionSpec",
@@ -182,7 +183,9 @@ class Fusion(str, Enum):
     MINMAX = "minmax"
 
 
-_MODES = ("hybrid", "dense", "sparse", "lexical")
+#: Search modes: the legs fused, or one leg alone (``sparse``: latent terms; ``lexical``: BM25).
+MODES = ("hybrid", "dense", "sparse", "lexical")
+_MODES = MODES
 
 
 @dataclass(frozen=True)

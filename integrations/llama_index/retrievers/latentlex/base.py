@@ -29,7 +29,7 @@ from llama_index.core.vector_stores.types import MetadataFilters
 
 from latentlex.errors import ConfigError
 from latentlex.index import DEFAULT_FUSION, LatentIndex
-from latentlex.store.base import Fusion, Hit
+from latentlex.store.base import MODES, Fusion, Hit
 
 from .embeddings import as_encoder
 from .filters import to_neutral
@@ -56,8 +56,6 @@ LEG_KEYS = (
     "lexical_rank",
     "explanation",
 )
-#: The search modes (:meth:`LatentIndex.search`).
-MODES = ("hybrid", "dense", "sparse", "lexical")
 
 
 def chunk_id(i: int, doc: BaseNode) -> str:
