@@ -18,18 +18,11 @@ import numpy as np
 import scipy.sparse as sp
 from latentlex.evaluation.beir import load_beir
 from latentlex.evaluation.metrics import DEFAULT_METRICS, LIMIT_METRICS, evaluate
-from latentlex.sparse import SparseVector
 from latentlex.states import encode_token_states
 from latentlex.terms import LatentTermEncoder, iter_state_batches
+from research_limit_layers import matrix
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def matrix(vs: list[SparseVector], width: int) -> sp.csr_matrix:
-    rows = np.repeat(np.arange(len(vs)), [len(v) for v in vs])
-    cols = np.concatenate([v.indices for v in vs]).astype(np.int64)
-    vals = np.concatenate([v.values for v in vs])
-    return sp.csr_matrix((vals, (rows, cols)), shape=(len(vs), width))
 
 
 def main() -> None:

@@ -48,6 +48,7 @@ __all__ = [
     "Explanation",
     "LatentIndex",
     "TermContribution",
+    "build_index",
     "content_hash",
 ]
 
@@ -123,6 +124,40 @@ class Explanation:
             "n_shared": self.n_shared,
             "terms": [t.__dict__ for t in self.terms],
         }
+
+
+def build_index(
+    sae: Any = None,
+    store: Store | str | os.PathLike[str] | None = None,
+    *,
+    encoder: LatentTermEncoder | None = None,
+    collection: str = "latentlex",
+    recreate: bool = False,
+    lexical: bool | LexicalConfig | None = None,
+    index_kwargs: Mapping[str, Any] | None = None,
+) -> LatentIndex:
+    """The :class:`LatentIndex` the adapters' ``from_documents``/``from_texts`` build.
+
+    ``sae`` (an SAE, folder or Hub id) or ``encoder``; ``store`` or ``index_kwargs["url"]``;
+    ``lexical`` given once, here or in ``index_kwargs``.
+    """
+    from .terms import as_encoder
+
+    if encoder is None and sae is None:
+        raise ConfigError("give sae= (an SAE, folder or Hub id) or encoder=")
+    kwargs = dict(index_kwargs or {})
+    if store is None and "url" not in kwargs:
+        raise ConfigError(
+            "give store= (a folder, ':memory:' or a Store) or index_kwargs={'url': ...}"
+        )
+    if "lexical" in kwargs:
+        if lexical is not None:
+            raise ConfigError("give lexical= once (not also in index_kwargs)")
+        lexical = kwargs.pop("lexical")
+    enc = encoder if encoder is not None else as_encoder(sae)
+    return LatentIndex(
+        enc, store, collection=collection, recreate=recreate, lexical=lexical, **kwargs
+    )
 
 
 def _open_store(

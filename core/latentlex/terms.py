@@ -18,7 +18,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Encoded", "LatentTermEncoder", "pool_latents"]
+__all__ = ["Encoded", "LatentTermEncoder", "as_encoder", "pool_latents"]
 
 
 @dataclass
@@ -295,6 +295,16 @@ class LatentTermEncoder:
         avgdl = total / n
         self.sae.cfg.avgdl = max(avgdl, 1e-6)
         return self.sae.cfg.avgdl
+
+
+def as_encoder(source: Any) -> LatentTermEncoder:
+    """A :class:`LatentTermEncoder` from an encoder, a ``LatentIndex``, an SAE or an SAE folder/Hub id."""
+    if isinstance(source, LatentTermEncoder):
+        return source
+    encoder = getattr(source, "encoder", None)
+    if isinstance(encoder, LatentTermEncoder):
+        return encoder
+    return LatentTermEncoder(source)
 
 
 def iter_state_batches(states: TokenStates, docs_per_batch: int = 256) -> Iterator[BackboneBatch]:

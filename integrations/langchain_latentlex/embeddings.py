@@ -25,7 +25,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from langchain_qdrant import SparseEmbeddings, SparseVector
 from latentlex.onepass import one_pass
-from latentlex.terms import LatentTermEncoder
+from latentlex.terms import as_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -35,16 +35,6 @@ __all__ = [
     "as_encoder",
     "latentlex_sparse_vector_params",
 ]
-
-
-def as_encoder(source: Any) -> LatentTermEncoder:
-    """A :class:`LatentTermEncoder` from an encoder, a ``LatentIndex``, an SAE or an SAE folder/Hub id."""
-    if isinstance(source, LatentTermEncoder):
-        return source
-    encoder = getattr(source, "encoder", None)
-    if isinstance(encoder, LatentTermEncoder):
-        return encoder
-    return LatentTermEncoder(source)
 
 
 def latentlex_sparse_vector_params(*, on_disk: bool | None = None) -> dict[str, Any]:

@@ -21,11 +21,9 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from latentlex.errors import ConfigError
-from latentlex.index import DEFAULT_FUSION, LatentIndex, content_hash
+from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index, content_hash
 from latentlex.store.base import MODES, Fusion, Hit
 from pydantic import ConfigDict, Field, field_validator, model_validator
-
-from .embeddings import as_encoder
 
 if TYPE_CHECKING:
     from latentlex.lexical import LexicalConfig
@@ -150,21 +148,10 @@ class LatentLexRetriever(BaseRetriever):
             index_kwargs: further :class:`LatentIndex` arguments (``url``, ``api_key``, ...).
             **retriever_kwargs: retriever fields (``k``, ``mode``, ``filter``, ...).
         """
-        if encoder is None and sae is None:
-            raise ConfigError("give sae= (an SAE, folder or Hub id) or encoder=")
-        index_kwargs = dict(index_kwargs or {})
-        if store is None and "url" not in index_kwargs:
-            raise ConfigError(
-                "give store= (a folder, ':memory:' or a Store) or index_kwargs={'url': ...}"
-            )
-        if "lexical" in index_kwargs:
-            if lexical is not None:
-                raise ConfigError("give lexical= once (not also in index_kwargs)")
-            lexical = index_kwargs.pop("lexical")
-        enc = encoder if encoder is not None else as_encoder(sae)
-        index = LatentIndex(
-            enc, store, collection=collection, recreate=recreate, lexical=lexical, **index_kwargs
-        )
+        index = build_index(
+            sae, store, encoder=encoder, collection=collection, recreate=recreate,
+            lexical=lexical, index_kwargs=index_kwargs,
+        )  # fmt: skip
         retriever = cls(index=index, **retriever_kwargs)
         retriever.add_texts(texts, metadatas=metadatas, ids=ids)
         return retriever

@@ -28,10 +28,9 @@ from llama_index.core.schema import (
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from latentlex.errors import ConfigError
-from latentlex.index import DEFAULT_FUSION, LatentIndex
+from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index
 from latentlex.store.base import MODES, Fusion, Hit
 
-from .embeddings import as_encoder
 from .filters import to_neutral
 
 if TYPE_CHECKING:
@@ -182,21 +181,10 @@ class LatentLexRetriever(BaseRetriever):
             index_kwargs: further :class:`LatentIndex` arguments (``url``, ``api_key``, ...).
             **retriever_kwargs: arguments of :class:`LatentLexRetriever` (``similarity_top_k``, ...).
         """
-        if encoder is None and sae is None:
-            raise ConfigError("give sae= (an SAE, folder or Hub id) or encoder=")
-        index_kwargs = dict(index_kwargs or {})
-        if store is None and "url" not in index_kwargs:
-            raise ConfigError(
-                "give store= (a folder, ':memory:' or a Store) or index_kwargs={'url': ...}"
-            )
-        if "lexical" in index_kwargs:
-            if lexical is not None:
-                raise ConfigError("give lexical= once (not also in index_kwargs)")
-            lexical = index_kwargs.pop("lexical")
-        enc = encoder if encoder is not None else as_encoder(sae)
-        index = LatentIndex(
-            enc, store, collection=collection, recreate=recreate, lexical=lexical, **index_kwargs
-        )
+        index = build_index(
+            sae, store, encoder=encoder, collection=collection, recreate=recreate,
+            lexical=lexical, index_kwargs=index_kwargs,
+        )  # fmt: skip
         retriever = cls(index, **retriever_kwargs)
         retriever.add_documents(
             documents, transformations=transformations, show_progress=show_progress

@@ -33,7 +33,7 @@ from llama_index.core.base.embeddings.base_sparse import BaseSparseEmbedding, Sp
 from llama_index.core.bridge.pydantic import PrivateAttr
 
 from latentlex.onepass import one_pass
-from latentlex.terms import LatentTermEncoder
+from latentlex.terms import LatentTermEncoder, as_encoder
 
 if TYPE_CHECKING:
     from latentlex.index import LatentIndex
@@ -51,16 +51,6 @@ __all__ = [
 
 #: What the stock store's ``sparse_doc_fn`` / ``sparse_query_fn`` return: indices and values lists.
 BatchSparse = tuple[list[list[int]], list[list[float]]]
-
-
-def as_encoder(source: Any) -> LatentTermEncoder:
-    """A :class:`LatentTermEncoder` from an encoder, a ``LatentIndex``, an SAE or an SAE folder/Hub id."""
-    if isinstance(source, LatentTermEncoder):
-        return source
-    encoder = getattr(source, "encoder", None)
-    if isinstance(encoder, LatentTermEncoder):
-        return encoder
-    return LatentTermEncoder(source)
 
 
 def latentlex_sparse_fns(
