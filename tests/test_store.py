@@ -508,49 +508,6 @@ def test_fusion_in_engine(store: Any) -> None:
             assert h.score == pytest.approx(expected[h.doc_id], rel=1e-4, abs=1e-5), (fusion, h)
 
 
-def test_minmax_second_round_trip_scores_only_first_round_candidates(store: Any) -> None:
-    """MINMAX's fused query is restricted (has_id) to the points its first round trip found,
-    and the user's filter still applies inside it."""
-    store.upsert(_random_points(80))
-    calls: list[list[Any]] = []
-    if isinstance(store, EdgeStore):
-        shard = store._open_shard()
-
-        class Spy:
-            def query_batch(self, batch: Any) -> Any:
-                calls.append([repr(batch)])
-                return shard.query_batch(batch)
-
-        store._open_shard = lambda: Spy()  # type: ignore[method-assign]
-    else:
-        real = store._client.query_batch_points
-
-        def spy(*a: Any, **kw: Any) -> Any:
-            calls.append(list(kw["requests"]))
-            return real(*a, **kw)
-
-        store._client.query_batch_points = spy
-    flt = {"tag": "a"}
-    req = _query(seed=5, k=5, fusion=Fusion.MINMAX, prefetch_limit=10, filter=flt)
-    hits = store.search(req)
-    assert len(calls) == 2 and hits
-    assert all(h.metadata["tag"] == "a" for h in hits)
-    lone = [store.search(_query(seed=5, k=10, mode=m, filter=flt)) for m in ("dense", "sparse")]
-    found = {point_id(h.doc_id) for leg in lone for h in leg}
-    if isinstance(store, EdgeStore):
-        text = calls[1][0]
-        assert text.count("HasIdCondition") == 2  # one per prefetch
-        assert all(pid in text for pid in found)
-        assert sum(pid in text for pid in map(point_id, (f"d{i}" for i in range(80)))) == len(
-            found
-        )
-    else:
-        for pre in calls[1][0].prefetch:
-            only, user = pre.filter.must
-            assert {str(x) for x in only.has_id} == found
-            assert user is not None and user.must
-
-
 def test_filters_apply_to_both_legs(store: Any) -> None:
     store.upsert(_random_points(40))
     flt = {"tag": "a", "n": {"lt": 30}}

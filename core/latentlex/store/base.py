@@ -172,9 +172,7 @@ class Fusion(str, Enum):
       with each leg's min and max taken over its own ``prefetch_limit`` candidates for this query
       (a document missing from a leg gets 0 there). Two engine round trips: the legs first, then
       a Qdrant formula query over the prefetches with the per-query constants, so filters,
-      limits and payloads are the engine's as for every other fusion; the second trip's
-      prefetches are restricted to the first trip's candidates (a ``has_id`` filter), so it
-      scores a few hundred points instead of searching the collection again. Unlike RRF it keeps how
+      limits and payloads are the engine's as for every other fusion. Unlike RRF it keeps how
       far ahead a leg's best document is, and unlike DBSF it is not thrown by a leg's score
       distribution; it is the best fusion measured in ``benchmarks/research_fusion.py``.
     """
@@ -692,17 +690,6 @@ def minmax_terms(
         else:
             out.append((float(w), -float(w) * (lo - 1.0), lo - 1.0))
     return out
-
-
-def candidate_ids(legs: Sequence[Sequence[tuple[str, float]]]) -> list[str]:
-    """The point ids found by any leg of the first ``MINMAX`` round trip (first-seen order).
-
-    The second round trip restricts every prefetch to these points: each leg's top
-    ``candidates`` among them are its first-round list again (scores do not depend on which
-    other points are searched), so the fused ranking is unchanged while the engine scores a
-    few hundred points instead of searching the collection a second time.
-    """
-    return list(dict.fromkeys(pid for leg in legs for pid, _ in leg))
 
 
 def split_legs(

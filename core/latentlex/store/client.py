@@ -40,7 +40,6 @@ from latentlex.store.base import (
     SearchRequest,
     ThreadedAsyncMixin,
     build_payload,
-    candidate_ids,
     check_lexical,
     check_record,
     chunks,
@@ -295,14 +294,12 @@ class _Core:
         self,
         req: SearchRequest,
         spec: CollectionSpec,
-        first: Sequence[Sequence[tuple[str, float]]] | None = None,
+        norms: Sequence[tuple[float, float, float]] | None = None,
     ) -> list[Any]:
         """The queries of one request: the final one, then the legs alone if asked.
 
-        ``first``: the legs of a ``MINMAX`` request from the first round trip; they set the
-        per-leg constants (see :func:`~latentlex.store.base.minmax_terms`) and restrict the
-        prefetches to their points (:func:`~latentlex.store.base.candidate_ids`); the legs
-        are not re-run alone.
+        ``norms``: the per-leg ``(scale, offset, default)`` of a ``MINMAX`` request, measured
+        from its legs (see :func:`~latentlex.store.base.minmax_terms`); its legs are not re-run.
         """
         from qdrant_client import models
 
@@ -315,11 +312,6 @@ class _Core:
                 )
             ]
         n = req.candidates
-        norms = None
-        if first is not None:
-            norms = minmax_terms(first, req.leg_weights)
-            only = models.HasIdCondition(has_id=list[Any](candidate_ids(first)))
-            flt = models.Filter(must=[only] if flt is None else [only, flt])
         prefetch = [models.Prefetch(query=q, using=using, filter=flt, limit=n) for q, using in legs]
         weights = [float(w) for w in req.leg_weights]
         query: Any
@@ -354,7 +346,7 @@ class _Core:
                 defaults={f"$score[{i}]": 0.0 for i in range(len(weights))},
             )
         out = [models.QueryRequest(prefetch=prefetch, query=query, limit=req.k, with_payload=True)]
-        if needs_legs(req) and first is None:
+        if needs_legs(req) and norms is None:
             out += self.leg_requests(req, spec)
         return out
 
@@ -416,7 +408,10 @@ class _Core:
         pre: Mapping[int, Sequence[Sequence[tuple[str, float]]]],
     ) -> list[list[Any]]:
         """The second (or only) phase: every request's queries."""
-        return [self.requests(r, spec, pre.get(i)) for i, r in enumerate(reqs)]
+        return [
+            self.requests(r, spec, minmax_terms(pre[i], r.leg_weights) if i in pre else None)
+            for i, r in enumerate(reqs)
+        ]
 
     @staticmethod
     def hits(

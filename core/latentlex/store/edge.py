@@ -47,7 +47,6 @@ from latentlex.store.base import (
     SearchRequest,
     ThreadedAsyncMixin,
     build_payload,
-    candidate_ids,
     check_lexical,
     check_record,
     chunks,
@@ -433,16 +432,12 @@ class EdgeStore(ThreadedAsyncMixin):
         return out
 
     def _requests(
-        self,
-        req: SearchRequest,
-        first: Sequence[Sequence[tuple[str, float]]] | None = None,
+        self, req: SearchRequest, norms: Sequence[tuple[float, float, float]] | None = None
     ) -> list[Any]:
         """The engine queries of one request: the final one, then the legs alone if asked.
 
-        ``first``: the legs of a ``MINMAX`` request from the first round trip; they set the
-        per-leg constants (see :func:`~latentlex.store.base.minmax_terms`) and restrict the
-        prefetches to their points (:func:`~latentlex.store.base.candidate_ids`); the legs
-        are not re-run alone.
+        ``norms``: the per-leg ``(scale, offset, default)`` of a ``MINMAX`` request, measured
+        from its legs (see :func:`~latentlex.store.base.minmax_terms`); its legs are not re-run.
         """
         import qdrant_edge as qe
 
@@ -450,11 +445,6 @@ class EdgeStore(ThreadedAsyncMixin):
         if req.mode in ("dense", "sparse", "lexical"):
             return [qe.QueryRequest(limit=req.k, query=legs[0], filter=flt, with_payload=True)]
         n = req.candidates
-        norms = None
-        if first is not None:
-            norms = minmax_terms(first, req.leg_weights)
-            only = qe.HasIdCondition(set(candidate_ids(first)))
-            flt = qe.Filter(must=[only] if flt is None else [only, flt])
         prefetches = [qe.Prefetch(limit=n, query=q, filter=flt) for q in legs]
         weights = [float(w) for w in req.leg_weights]
         fusion: Any
@@ -486,7 +476,7 @@ class EdgeStore(ThreadedAsyncMixin):
                 defaults={f"$score[{i}]": 0.0 for i in range(len(weights))},
             )
         out = [qe.QueryRequest(limit=req.k, prefetches=prefetches, query=fusion, with_payload=True)]
-        if needs_legs(req) and first is None:
+        if needs_legs(req) and norms is None:
             out += self._leg_requests(req)
         return out
 
@@ -547,7 +537,10 @@ class EdgeStore(ThreadedAsyncMixin):
                     for leg in results[pos : pos + len(plan)]
                 ]
                 pos += len(plan)
-        plans = [self._requests(r, pre.get(i)) for i, r in enumerate(reqs)]
+        plans = [
+            self._requests(r, minmax_terms(pre[i], r.leg_weights) if i in pre else None)
+            for i, r in enumerate(reqs)
+        ]
         flat = [q for plan in plans for q in plan]
         with _engine("query"):
             results = shard.query_batch(qe.QueryBatchRequest(flat))
