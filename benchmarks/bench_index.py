@@ -15,6 +15,8 @@
    - ``dense``, ``latent`` (latent-term sparse leg), ``lexical`` (BM25 leg): one leg alone;
    - ``hybrid``: ``LatentIndex.search``'s default — three legs, ``Fusion.MINMAX`` with
      ``DEFAULT_MINMAX_WEIGHTS``, per-leg scores attached (two engine round trips);
+   - ``hybrid_dbsf``: the same three legs fused by Qdrant's DBSF, no per-leg scores (one round
+     trip: the fastest three-leg fusion; see BENCHMARKS.md for its quality);
    - ``hybrid_2leg_rrf``: dense + latent fused by RRF, no per-leg scores (one round trip; the
      hybrid of earlier versions of this benchmark).
 
@@ -72,12 +74,13 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LATENTLEX_DATA", REPO.parent / "shared" / "data"))
 
 #: The rows of the latency tables, in display order.
-ROWS = ("dense", "latent", "lexical", "hybrid", "hybrid_2leg_rrf")
+ROWS = ("dense", "latent", "lexical", "hybrid", "hybrid_dbsf", "hybrid_2leg_rrf")
 ROW_LABELS = {
     "dense": "dense",
     "latent": "latent terms",
     "lexical": "lexical (BM25)",
     "hybrid": "hybrid (default: 3 legs, MINMAX, with legs)",
+    "hybrid_dbsf": "hybrid-dbsf (3 legs, DBSF, no legs: one round trip)",
     "hybrid_2leg_rrf": "hybrid-2leg-rrf (dense + latent, RRF, no legs)",
 }
 
@@ -246,6 +249,9 @@ def bench_search_only(
         "lexical": lambda i: index.search_encoded(one[i], lexical=[qlex[i]], mode="lexical"),
         # the library's defaults: three legs, MINMAX, DEFAULT_MINMAX_WEIGHTS, with legs
         "hybrid": lambda i: index.search_encoded(one[i], lexical=[qlex[i]]),
+        "hybrid_dbsf": lambda i: index.search_encoded(
+            one[i], lexical=[qlex[i]], fusion="dbsf", with_legs=False
+        ),
         # no lexical vectors: search_encoded fuses dense + latent only
         "hybrid_2leg_rrf": lambda i: index.search_encoded(one[i], fusion="rrf", with_legs=False),
     }
@@ -272,6 +278,7 @@ def bench_end_to_end(
         "latent": lambda i: index.search(queries[i], mode="sparse"),
         "lexical": lambda i: index.search(queries[i], mode="lexical"),
         "hybrid": lambda i: index.search(queries[i]),
+        "hybrid_dbsf": lambda i: index.search(queries[i], fusion="dbsf", with_legs=False),
         "hybrid_2leg_rrf": lambda i: index.search_encoded(
             encoder.encode_queries([queries[i]]), fusion="rrf", with_legs=False
         ),

@@ -1,13 +1,17 @@
-"""Budget-matched SAE width / k sweep on SciFact: latent terms alone, exact scipy BM25 (Qdrant IDF).
+"""Budget-matched SAE width / k sweep: latent terms alone, exact scipy BM25 (Qdrant IDF).
 
-    python benchmarks/research_width_k.py [--budget-s SECONDS] [--only W:K,...]
+    python benchmarks/research_width_k.py [--dataset scifact|nfcorpus] [--epochs E] [--only W:K,...]
+        [--layer N] [--special-tokens] [--save DIR] [--budget-s SECONDS]
 
-Each config trains ONE epoch over SciFact's cached token states (``.cache/states/scifact``, seed 0,
-default :class:`TrainConfig` otherwise, BM25 k1 1.2 / b 0.75), then one SAE pass over the states
-scores SciFact train/test (nDCG@10, recall@100) and LIMIT-small (recall@2) exactly, as
+Each config trains ``--epochs`` (default one) over the dataset's token states (cached under
+``.cache/states/DATASET``, encoded once; seed 0, default :class:`TrainConfig` otherwise, BM25 k1
+1.2 / b 0.75), then one SAE pass over the states scores the dataset's tuning split (SciFact:
+train, NFCorpus: dev) and test split (nDCG@10, recall@100) and LIMIT-small (recall@2) exactly, as
 ``research_bm25_params.py`` does. Rows are written after every config (partial results survive);
 a config is skipped when the time left is under ``--min-left-s`` or under its estimated cost.
-SAEs are not saved.
+SAEs are saved only with ``--save DIR``. ``--layer N`` reads the token states of transformer layer
+``N`` instead of the final one (corpora re-encoded into ``*-L{N}`` caches); ``--special-tokens``
+keeps [CLS]/[SEP].
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from research_bm25_params import matrix
 
 REPO = Path(__file__).resolve().parents[1]
-SCIFACT = Path("/work/shared/data/scifact")
+DATA = Path(os.environ.get("LATENTLEX_DATA", REPO.parent / "shared" / "data"))
+SCIFACT = DATA / "scifact"
+#: The split each dataset is tuned on (reported beside test).
+TUNE = {"scifact": "train", "nfcorpus": "dev"}
 LIMIT = REPO / "examples" / "data" / "limit-small"
 OUT = REPO / "benchmarks" / "results" / "sweeps" / "width-k-scifact"
 CONFIGS = [(8192, 16), (4096, 16), (8192, 8), (8192, 32), (16384, 16)]
@@ -71,22 +78,24 @@ def run_queries(qm, dmi, qids, doc_ids, qrels, metrics) -> dict[str, float]:
     return evaluate(run, qrels, metrics)
 
 
-def write_md(rows: list[dict], path: Path) -> None:
+def write_md(rows: list[dict], path: Path, dataset: str = "scifact", tune: str = "train") -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    epochs = rows[0]["epochs"] if rows else 1
     lines = [
-        "# SAE width / k sweep on SciFact (latent terms alone)",
+        f"# SAE width / k sweep on {dataset} (latent terms alone)",
         "",
-        "1 epoch each on SciFact's 1.23M token states; exact scipy BM25 (k1 1.2, b 0.75), "
+        f"{epochs:g} epoch(s) each on {dataset}'s token states; exact scipy BM25 (k1 1.2, b 0.75), "
         "Qdrant IDF; `python benchmarks/research_width_k.py`",
         "",
-        "| width | k | FVU | dead % | terms/doc | SciFact train nDCG@10 | test nDCG@10 "
+        f"| width | k | layer | FVU | dead % | terms/doc | {dataset} {tune} nDCG@10 | test nDCG@10 "
         "| test R@100 | LIMIT R@2 | train s |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['width']} | {r['k']} | {r['fvu']:.4f} | {r['dead_pct']:.2f} "
-            f"| {r['terms_per_doc']:.1f} | {r['train_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} "
+            f"| {r['width']} | {r['k']} | {'final' if r.get('layer') is None else r['layer']} "
+            f"| {r['fvu']:.4f} | {r['dead_pct']:.2f} "
+            f"| {r['terms_per_doc']:.1f} | {r[f'{tune}_ndcg@10']:.4f} | {r['test_ndcg@10']:.4f} "
             f"| {r['test_recall@100']:.4f} | {r['limit_recall@2']:.4f} | {r['train_seconds']:.0f} |"
         )
     lines += ["", f"Load average (1/5/15 min) when written: {load}. 2 shared CPU cores.", ""]
@@ -100,12 +109,20 @@ def main() -> None:
     ap.add_argument("--min-left-s", type=float, default=480.0)
     ap.add_argument("--only", default=None, help="comma-separated WIDTH:K configs")
     ap.add_argument("--out", default=str(OUT))
-    ap.add_argument("--epochs", type=float, default=1.0, help="(smoke tests only)")
+    ap.add_argument("--epochs", type=float, default=1.0, help="epochs per config")
     ap.add_argument(
         "--special-tokens",
         action="store_true",
         help="keep [CLS]/[SEP] token states (encodes the corpora again, into *-special caches)",
     )
+    ap.add_argument(
+        "--layer",
+        type=int,
+        default=None,
+        help="read this transformer layer's token states (encodes the corpora again, *-L{N} caches)",
+    )
+    ap.add_argument("--dataset", default="scifact", choices=sorted(TUNE))
+    ap.add_argument("--save", default=None, help="save each SAE under DIR/w{WIDTH}-k{K}")
     args = ap.parse_args()
     configs = CONFIGS
     if args.only:
@@ -113,24 +130,30 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
-    bb = Backbone(keep_special_tokens=args.special_tokens)
-    suffix = "-special" if args.special_tokens else ""
-    sci = {s: load_beir(SCIFACT, split=s) for s in ("train", "test")}
+    bb = Backbone(keep_special_tokens=args.special_tokens, layer=args.layer)
+    suffix = ("-special" if args.special_tokens else "") + (
+        f"-L{args.layer}" if args.layer is not None else ""
+    )
+    tune = TUNE[args.dataset]
+    sci = {s: load_beir(DATA / args.dataset, split=s) for s in (tune, "test")}
     lim = load_beir(LIMIT, split="test")
-    if args.special_tokens:
+    if suffix:
         st = encode_token_states(
             bb, sci["test"].doc_ids, sci["test"].doc_texts(),
-            REPO / ".cache" / "states" / f"scifact{suffix}", progress=False,
+            REPO / ".cache" / "states" / f"{args.dataset}{suffix}", progress=False,
         )  # fmt: skip
     else:
-        st = TokenStates.open(REPO / ".cache" / "states" / "scifact")
+        st = encode_token_states(
+            bb, sci["test"].doc_ids, sci["test"].doc_texts(),
+            REPO / ".cache" / "states" / args.dataset, progress=False,
+        )  # fmt: skip
     assert set(st.doc_ids) == set(sci["test"].doc_ids), "cached states do not match"
     lst = encode_token_states(
         bb, lim.doc_ids, lim.doc_texts(), REPO / ".cache" / "states" / f"{lim.name}{suffix}",
         progress=False,
     )  # fmt: skip
     qsets = {}
-    for name, ds in [("train", sci["train"]), ("test", sci["test"]), ("limit", lim)]:
+    for name, ds in [(tune, sci[tune]), ("test", sci["test"]), ("limit", lim)]:
         qids = list(ds.queries)
         qsets[name] = (qids, query_batches(bb, [ds.queries[q] for q in qids]))
     print(json.dumps({"setup_s": round(time.time() - t_start, 1)}), flush=True)
@@ -147,7 +170,7 @@ def main() -> None:
         sae_cfg = SAEConfig(
             d_in=bb.dim, width=width, k=k, backbone=bb.name, backbone_fingerprint=bb.fingerprint(),
             backbone_dim=bb.dim, max_seq_length=bb.max_seq_length, bm25_k1=1.2, bm25_b=0.75,
-            keep_special_tokens=bb.keep_special_tokens,
+            keep_special_tokens=bb.keep_special_tokens, layer=args.layer,
         )  # fmt: skip
         tcfg = TrainConfig(width=width, k=k, epochs=args.epochs, seed=0, progress=False)
         sae, rep = train_sae(st.tokens, tcfg, sae_cfg)
@@ -155,14 +178,16 @@ def main() -> None:
         enc = LatentTermEncoder(sae, bb)
         t1 = time.time()
         dmi, tpd = doc_index(enc, st)
+        if args.save:
+            sae.save(Path(args.save) / f"w{width}-k{k}")  # avgdl: SciFact's, set by doc_index
         row = {
             "width": width, "k": k, "epochs": args.epochs, "seed": 0, "fvu": round(rep.fvu, 4),
-            "special_tokens": bb.keep_special_tokens,
+            "special_tokens": bb.keep_special_tokens, "layer": args.layer,
             "l0": round(rep.l0, 2), "dead_pct": round(rep.dead_pct, 2),
             "tokens_seen": rep.tokens_seen, "train_seconds": round(train_s, 1),
             "terms_per_doc": round(tpd, 1), "avgdl": round(sae.cfg.avgdl, 2),
         }  # fmt: skip
-        for split in ("train", "test"):
+        for split in (tune, "test"):
             qids, qb = qsets[split]
             qm = query_matrix(enc, qb, len(qids))
             res = run_queries(
@@ -180,7 +205,7 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
         out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
-        write_md(rows, out.with_suffix(".md"))
+        write_md(rows, out.with_suffix(".md"), args.dataset, tune)
         if ref_cost is None:
             ref_cost = (time.time() - t0) / width
         del sae, enc, dmi
