@@ -72,6 +72,22 @@ def test_align_merges_word_pieces_and_follows_truncation(backbone):
     assert np.all(np.diff(occ.tok_occ) >= 0)
 
 
+def test_align_with_a_backbone_reading_two_layers(backbone):
+    """Each layer's copy of a token maps to the same word occurrence."""
+    from latentlex.backbone import Backbone
+
+    both = Backbone(device="cpu", layer=[None, 1])
+    texts = ["Geneva Durben likes Quokkas.", "Tapirs"]
+    one = _align(backbone, texts, backbone.forward(texts).lengths.tolist())
+    batch = both.forward(texts)
+    occ = _align(both, texts, batch.lengths.tolist())
+    assert occ.skipped == 0 and occ.tok_occ.shape[0] == batch.token_states.shape[0]
+    assert occ.occ_word == one.occ_word
+    n0 = int(backbone.forward(texts[:1]).lengths[0])
+    first = one.tok_occ[:n0]
+    np.testing.assert_array_equal(occ.tok_occ[: 2 * n0], np.concatenate([first, first]))
+
+
 def test_labels_name_corpus_words(labelled, corpus):
     folder, labels = labelled
     text = " ".join(d.text.lower() for d in corpus)

@@ -184,6 +184,61 @@ def test_layer_is_recorded_and_enforced(backbone, tmp_path):
         LatentTermEncoder(sae, backbone)
 
 
+def test_several_layers_read_in_one_pass(backbone, tmp_path):
+    """layer=[None, 1]: each text's rows are its tokens at the final layer, then at layer 1 (the
+    same states the one-layer backbones give); an SAE fitted on them records both layers, is
+    enforced, and its latent mass is the sum of both depths' activations."""
+    from latentlex.backbone import Backbone
+    from latentlex.fit import fit_sae
+    from latentlex.states import states_folder_name
+    from latentlex.terms import pool_latents
+
+    texts = ["Geneva likes quokkas and tapirs.", "Armand likes slide rules and limes."] * 4
+    both = Backbone(device="cpu", layer=(None, 1))
+    assert both.layer == [None, 1] and both.layers == (None, 1)
+    layer1 = Backbone(device="cpu", layer=1)
+    out = both.forward(texts[:2])
+    final, early = backbone.forward(texts[:2]), layer1.forward(texts[:2])
+    assert out.lengths.tolist() == [2 * n for n in final.lengths.tolist()]
+    n0 = int(final.lengths[0])
+    rows0 = out.token_states[: 2 * n0]
+    np.testing.assert_allclose(rows0[:n0].numpy(), final.token_states[:n0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(rows0[n0:].numpy(), early.token_states[:n0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out.dense.numpy(), final.dense.numpy(), atol=1e-5)
+    assert states_folder_name("c", both) == "c-Lfinal+1"
+    assert states_folder_name("c", layer1) == "c-L1" and states_folder_name("c", backbone) == "c"
+
+    sae = fit_sae(texts, tmp_path / "sae", backbone=both, width=64, k=4, epochs=2, progress=False)
+    assert SparseAutoencoder.load(tmp_path / "sae").cfg.layer == [None, 1]  # JSON round trip
+    enc = LatentTermEncoder(tmp_path / "sae")  # builds the backbone the config names
+    assert enc.backbone.layers == (None, 1)
+    with pytest.raises(ConfigError, match="layer"):
+        LatentTermEncoder(sae, backbone)
+    with pytest.raises(ConfigError, match="layer"):
+        LatentTermEncoder(sae, layer1)
+    # the mass of a text = its final-layer activations + its layer-1 activations
+    with torch.inference_mode():
+        parts = []
+        for b in (final, early):
+            e = sae.encode(b.token_states)
+            parts.append(pool_latents(e.top_acts, e.top_indices, b.lengths, 64)[0])
+    idx, mass = enc.latent_mass(out)[0]
+    want = np.zeros(64)
+    for i, m in parts:
+        want[i] += m
+    got = np.zeros(64)
+    got[idx] = mass
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [[], [1, 1], ["1"], 1.5, "final", [True]])
+def test_layer_choice_is_validated(bad):
+    from latentlex._validate import canonical_layer
+
+    with pytest.raises(ConfigError, match="layer"):
+        canonical_layer(bad)
+
+
 def test_fit_sae_on_documents_reuses_their_cached_token_states(backbone, tmp_path):
     """fit_sae(list[Document], cache_dir=...) keys the token states by the documents' own ids, so
     states cached by encode_token_states for the same corpus are reused (no second backbone pass)."""
@@ -239,3 +294,17 @@ def test_query_k_keeps_each_query_tokens_strongest_latents(encoder):
     np.testing.assert_array_equal(short_q.dense, full_q.dense)
     with pytest.raises(ConfigError, match="query_k"):
         SAEConfig.from_dict({**cfg.to_dict(), "query_k": 0})
+
+
+def test_cli_layer_argument():
+    import argparse
+
+    from latentlex.cli import _layer_arg
+
+    assert _layer_arg("final,1") == [None, 1]
+    assert (
+        _layer_arg("2") == 2 and _layer_arg("final") is None and _layer_arg("1,final") == [1, None]
+    )
+    for bad in ("x", "1,1", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _layer_arg(bad)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["INT64", "check_json_value", "has_surrogate"]
+from .errors import ConfigError
+
+__all__ = ["INT64", "LayerSpec", "canonical_layer", "check_json_value", "has_surrogate"]
 
 INT64 = (-(2**63), 2**63 - 1)
 _MAX_DEPTH = 32
@@ -58,3 +61,30 @@ def check_json_value(value: Any, where: str, depth: int = 0) -> None:
             check_json_value(v, f"{where}[{i}]", depth + 1)
         return
     raise TypeError(f"{where}: a {type(value).__name__} is not JSON-serialisable")
+
+
+#: A layer to read (``None``: the final hidden state) or several, in row order.
+LayerSpec = int | None | Sequence[int | None]
+
+
+def canonical_layer(layer: LayerSpec) -> int | list[int | None] | None:
+    """The stored form of a layer choice: ``None``, an int, or a list of two or more distinct
+    layers (JSON-stable, so SAE configs and cache keys compare equal after a round trip).
+
+    Raises:
+        ConfigError: not an int, ``None`` or a sequence of them; empty; repeated layers.
+    """
+    if layer is None:
+        return None
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        return layer
+    if isinstance(layer, (str, bytes)) or not isinstance(layer, Sequence):
+        raise ConfigError(f"layer must be an int, None or a sequence of them, got {layer!r}")
+    seq = list(layer)
+    if not seq or any(
+        x is not None and (isinstance(x, bool) or not isinstance(x, int)) for x in seq
+    ):
+        raise ConfigError(f"layer must be an int, None or a sequence of them, got {layer!r}")
+    if len(set(seq)) != len(seq):
+        raise ConfigError(f"layers must be distinct, got {layer!r}")
+    return seq[0] if len(seq) == 1 else seq

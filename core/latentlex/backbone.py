@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._validate import has_surrogate
+from ._validate import LayerSpec, canonical_layer, has_surrogate
 from .errors import ConfigError, LatentLexError
 
 logger = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class BackboneBatch:
     """The output of one forward pass over a batch of texts (in input order).
 
     Attributes:
-        token_states: all kept token states of the batch, packed: ``[total_tokens, d]``.
-        lengths: number of kept tokens of each text: ``[batch]`` (sums to ``total_tokens``).
+        token_states: all kept token states of the batch, packed: ``[total_tokens, d]`` (a backbone
+            reading several layers gives each text's kept tokens at each layer in turn).
+        lengths: number of token-state rows of each text: ``[batch]`` (sums to ``total_tokens``).
         dense: the model's own pooled (and, if the model does so, normalised) vectors: ``[batch, d]``.
         truncated: how many texts of the batch were cut at the model's maximum length.
     """
@@ -89,6 +91,11 @@ class Backbone:
             ``"query"``/``"document"`` prompts when it defines them). Prompt tokens are never kept as token states.
         layer: take token states from this transformer layer (0-based; negative counts from the end)
             instead of the final hidden state, captured in the same forward pass. ``None``: final layer.
+            A sequence reads several depths at once, e.g. ``(None, 1)``: each text's token states
+            are then its kept tokens read at each layer in turn (``len(layer)`` rows per token),
+            so sum pooling gives the latent mass of the text's tokens at every depth read (see
+            BENCHMARKS.md, "which layer it reads": an early layer adds the exact-item identity
+            that LIMIT-style queries need).
 
     Example:
         >>> bb = Backbone()  # doctest: +SKIP
@@ -107,7 +114,7 @@ class Backbone:
         query_prompt: str | None = None,
         document_prompt: str | None = None,
         local_files_only: bool = False,
-        layer: int | None = None,
+        layer: LayerSpec = None,
     ) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -141,19 +148,25 @@ class Backbone:
         self.document_prompt = (
             document_prompt if document_prompt is not None else prompts.get("document")
         )
-        self.layer = layer
-        self._captured: torch.Tensor | None = None
-        if layer is not None:
+        self.layer = canonical_layer(layer)
+        #: The layers read, in row order (``None``: the final hidden state).
+        self.layers: tuple[int | None, ...] = (
+            tuple(self.layer) if isinstance(self.layer, list) else (self.layer,)
+        )
+        self._captured: dict[int, torch.Tensor] = {}
+        hooked = [x for x in self.layers if x is not None]
+        if hooked:
             blocks = _layer_blocks(self.model)
-            if not -len(blocks) <= layer < len(blocks):
-                raise ConfigError(f"layer must lie in [{-len(blocks)}, {len(blocks)}), got {layer}")
-            blocks[layer].register_forward_hook(self._capture)
+            for x in hooked:
+                if not -len(blocks) <= x < len(blocks):
+                    raise ConfigError(f"layer must lie in [{-len(blocks)}, {len(blocks)}), got {x}")
+                blocks[x].register_forward_hook(functools.partial(self._capture, x))
         tok = self.model.tokenizer
         self._special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
         self._fingerprint: str | None = None
 
-    def _capture(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
-        self._captured = output[0] if isinstance(output, tuple) else output
+    def _capture(self, layer: int, module: torch.nn.Module, inputs: Any, output: Any) -> None:
+        self._captured[layer] = output[0] if isinstance(output, tuple) else output
 
     # ------------------------------------------------------------------ properties
     @property
@@ -250,14 +263,18 @@ class Backbone:
             # The prompt follows the leading special token (if any).
             start = 1 if bool((ids[:, 0:1] == self._special_ids.to(ids.device)).any()) else 0
             keep[:, start : start + p] = False
-        states = out["token_embeddings"]
-        if self.layer is not None:
-            if self._captured is None or self._captured.shape[:2] != keep.shape:
-                raise LatentLexError(f"could not capture the states of layer {self.layer}")
-            states, self._captured = self._captured, None
-        tokens = states[keep]
+        read: list[torch.Tensor] = []
+        for x in self.layers:
+            states = out["token_embeddings"] if x is None else self._captured.get(x)
+            if states is None or states.shape[:2] != keep.shape:
+                raise LatentLexError(f"could not capture the states of layer {x}")
+            read.append(states)
+        self._captured.clear()
+        n = len(read)
+        # several layers: per text, its kept tokens at the first layer read, then at the next, ...
+        tokens = read[0][keep] if n == 1 else torch.cat(read, dim=1)[keep.repeat(1, n)]
         dense = out["sentence_embedding"]
-        return BackboneBatch(tokens.float(), keep.sum(1).cpu(), dense.float(), truncated)
+        return BackboneBatch(tokens.float(), keep.sum(1).cpu() * n, dense.float(), truncated)
 
     def iter_batches(
         self,

@@ -73,6 +73,24 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layer_arg(value: str) -> int | list[int | None] | None:
+    """``--layer``: ``3``, ``final``, or several comma-separated (``final,1``)."""
+    from ._validate import canonical_layer
+    from .errors import ConfigError
+
+    parts = [v.strip() for v in value.split(",")]
+    try:
+        layers = [None if v in ("final", "") else int(v) for v in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--layer takes integers or 'final', comma-separated; got {value!r}"
+        ) from None
+    try:
+        return canonical_layer(layers)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @command("train", "fit an SAE on a corpus and save it")
 def _cfg_train(p: argparse.ArgumentParser) -> None:
     p.add_argument(
@@ -94,7 +112,11 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b", type=float, default=None, help="BM25 b (default by mode)")
     p.add_argument("--keep-special-tokens", action="store_true")
     p.add_argument(
-        "--layer", type=int, default=None, help="backbone layer to read (default: final)"
+        "--layer",
+        type=_layer_arg,
+        default=None,
+        help="backbone layer to read (default: final); several, comma-separated, are read "
+        "together, e.g. 'final,1'",
     )
     p.add_argument("--cache-dir", default=None, help="keep token states here between runs")
     p.add_argument("--seed", type=int, default=0)

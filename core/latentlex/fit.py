@@ -58,8 +58,9 @@ class FitConfig:
     """Stop encoding the corpus after this many token states (None: all)."""
     keep_special_tokens: bool = False
     """Keep [CLS]/[SEP]-like token states."""
-    layer: int | None = None
-    """Read token states from this backbone layer (None: the final hidden state)."""
+    layer: int | list[int | None] | None = None
+    """Read token states from this backbone layer (None: the final hidden state), or from several
+    at once, e.g. ``[None, 1]`` (the final layer and layer 1: see BENCHMARKS.md)."""
     max_seq_length: int | None = None
     """Override the backbone's maximum tokens per text."""
     bm25_k1: float | None = None

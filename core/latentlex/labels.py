@@ -383,11 +383,13 @@ def _align(backbone: Backbone, texts: Sequence[str], lengths: Sequence[int]) -> 
     occ_word: list[str] = []
     skipped = 0
     plen = len(prompt)
+    n_layers = len(backbone.layers)  # a backbone reading several layers repeats each token
     for i, text in enumerate(texts):
         ids = enc["input_ids"][i]
         offsets = enc["offset_mapping"][i]
         wids = enc.word_ids(i)
-        n_expected = int(lengths[i])
+        n_rows = int(lengths[i])
+        n_expected = n_rows // n_layers
         kept: list[int] = []
         for p, tid in enumerate(ids):
             is_special = tid in special
@@ -396,9 +398,9 @@ def _align(backbone: Backbone, texts: Sequence[str], lengths: Sequence[int]) -> 
             if not is_special and offsets[p][0] < plen:
                 continue  # a prompt token
             kept.append(p)
-        if len(kept) != n_expected:
+        if len(kept) != n_expected or n_rows % n_layers:
             skipped += 1
-            tok_occ_parts.append(np.full(n_expected, -1, dtype=np.int64))
+            tok_occ_parts.append(np.full(n_rows, -1, dtype=np.int64))
             logger.debug("text %d: %d tokens here, %d in the backbone", i, len(kept), n_expected)
             continue
         tok_occ = np.empty(len(kept), dtype=np.int64)
@@ -423,7 +425,7 @@ def _align(backbone: Backbone, texts: Sequence[str], lengths: Sequence[int]) -> 
                 occ_word[-1] = text[s0:e].lower()
             tok_occ[j] = len(occ_word) - 1
             prev = w
-        tok_occ_parts.append(tok_occ)
+        tok_occ_parts.append(np.tile(tok_occ, n_layers))
     return _Occurrences(
         np.concatenate(tok_occ_parts) if tok_occ_parts else np.zeros(0, np.int64),
         np.asarray(occ_doc, dtype=np.int64),

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._validate import canonical_layer
 from .errors import BackboneMismatchError, ConfigError, SAEFormatError
 
 __all__ = [
@@ -103,8 +104,9 @@ class SAEConfig:
     """That backbone's output dimension."""
     keep_special_tokens: bool = False
     """Whether [CLS]/[SEP]-like token states were kept."""
-    layer: int | None = None
-    """Backbone layer the token states came from (None: the final hidden state)."""
+    layer: int | list[int | None] | None = None
+    """Backbone layer the token states came from (None: the final hidden state), or several
+    layers read together (their token states stacked, see :class:`~latentlex.backbone.Backbone`)."""
     max_seq_length: int | None = None
     """Maximum tokens per text used when training."""
     bm25_k1: float = 1.2
@@ -169,6 +171,7 @@ class SAEConfig:
             raise ConfigError(
                 f"keep_special_tokens must be a bool, got {self.keep_special_tokens!r}"
             )
+        self.layer = canonical_layer(self.layer)
         if not isinstance(self.metrics, dict) or not all(
             isinstance(key, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
             for key, v in self.metrics.items()

@@ -33,7 +33,7 @@ from .errors import LatentLexError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TokenStates", "corpus_hash", "encode_token_states"]
+__all__ = ["TokenStates", "corpus_hash", "encode_token_states", "states_folder_name"]
 
 _FORMAT = 1
 
@@ -92,6 +92,19 @@ class TokenStates:
         """Packed tokens and lengths of stored documents ``start:stop``."""
         a, b = int(self.offsets[start]), int(self.offsets[stop])
         return np.asarray(self.tokens[a:b]), self.lengths[start:stop]
+
+
+def states_folder_name(name: str, backbone: Backbone) -> str:
+    """The cache folder name of a corpus' token states as ``backbone`` reads them: ``name``, plus
+    ``-special`` when special tokens are kept and ``-L{layers}`` when not the final layer alone
+    (``scifact``, ``scifact-L1``, ``scifact-Lfinal+1``), so that SAEs reading different layers
+    never overwrite each other's cache."""
+    parts = [name]
+    if backbone.keep_special_tokens:
+        parts.append("special")
+    if backbone.layer is not None:
+        parts.append("L" + "+".join("final" if x is None else str(x) for x in backbone.layers))
+    return "-".join(parts)
 
 
 def encode_token_states(

@@ -102,10 +102,11 @@ def run_eval(
         n_queries: evaluate a random subset of this many queries (quick mode).
         k: documents retrieved per query.
     """
+    from .._validate import canonical_layer
     from ..backbone import Backbone
     from ..sae import SparseAutoencoder
-    from ..states import encode_token_states
-    from ..terms import LatentTermEncoder
+    from ..states import encode_token_states, states_folder_name
+    from ..terms import LatentTermEncoder, load_sae
     from .baselines import BM25System, DenseEncoder, DenseSystem, QdrantBm25System, RRFSystem
     from .beir import load_beir, subset
     from .latent import LatentBench, LatentSystem
@@ -130,7 +131,12 @@ def run_eval(
     encoder = None
     if needs_latent:
         if sae is not None:
-            encoder = LatentTermEncoder(str(sae), backbone)
+            model = load_sae(str(sae))
+            same = canonical_layer(model.cfg.layer) == backbone.layer and (
+                model.cfg.keep_special_tokens == backbone.keep_special_tokens
+            )
+            # an SAE reading other layers (or special tokens) gets its own backbone
+            encoder = LatentTermEncoder(model, backbone if same else None)
         elif fit is not None:
             from ..fit import FitConfig, fit_sae
 
@@ -172,7 +178,9 @@ def run_eval(
             made[name] = RRFSystem([system("dense"), system("bm25")], name="dense+bm25")
         elif name in LATENT_SYSTEMS:
             if "bench" not in made:
-                made["bench"] = LatentBench(encoder, cache / "states" / ds.name)  # type: ignore[arg-type]
+                assert encoder is not None
+                folder = states_folder_name(ds.name, encoder.backbone)
+                made["bench"] = LatentBench(encoder, cache / "states" / folder)
             made[name] = LatentSystem(name, made["bench"], **LATENT_SYSTEMS[name])
         elif name == "hybrid+bm25":
             made[name] = RRFSystem([system("hybrid-rrf"), system("bm25")], name="hybrid+bm25")
