@@ -2,6 +2,7 @@
 avgdl on the first dataset, save. This produced the SAE behind BENCHMARKS.md's SciFact/LIMIT tables:
 
     python benchmarks/fit_on_states.py .cache/saes/scifact-w8192-k16 8192 16 3 scifact
+    python benchmarks/fit_on_states.py .cache/saes/scifact-Lfinal+1-w8192-k16 8192 16 3 scifact-Lfinal+1
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ def main() -> None:
     out, width, k, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     sts = [TokenStates.open(f"{STATES}/{name}") for name in sys.argv[5].split(",")]
     data = sts[0].tokens if len(sts) == 1 else np.concatenate([np.asarray(s.tokens) for s in sts])
-    bb = Backbone()
+    # the layer(s) the states were read at (a stacked cache: see stack_states.py)
+    bb = Backbone(layer=sts[0].meta.get("layer"))
     t0 = time.time()
     sae_cfg = SAEConfig(
         d_in=bb.dim, width=width, k=k, backbone=bb.name, backbone_fingerprint=bb.fingerprint(),
-        backbone_dim=bb.dim, max_seq_length=bb.max_seq_length,
+        backbone_dim=bb.dim, max_seq_length=bb.max_seq_length, layer=bb.layer,
     )  # fmt: skip
     sae, rep = train_sae(
         data, TrainConfig(width=width, k=k, epochs=epochs, progress=False), sae_cfg

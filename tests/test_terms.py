@@ -308,3 +308,19 @@ def test_cli_layer_argument():
     for bad in ("x", "1,1", "1.5"):
         with pytest.raises(argparse.ArgumentTypeError):
             _layer_arg(bad)
+
+
+def test_layer_capture_is_per_thread():
+    """Hooked layers' outputs are kept per thread: concurrent forward passes of one backbone
+    (searches from several threads) each get their own texts' states."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from latentlex.backbone import Backbone
+
+    bb = Backbone(device="cpu", layer=[None, 1])
+    texts = [[f"Person {i} likes quokkas number {i}."] * (1 + i % 3) for i in range(12)]
+    want = [bb.forward(t).token_states for t in texts]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda t: bb.forward(t).token_states, texts * 3))
+    for i, g in enumerate(got):
+        np.testing.assert_allclose(g.numpy(), want[i % len(texts)].numpy(), atol=1e-4)

@@ -6,6 +6,7 @@ import functools
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,8 @@ class Backbone:
         self.layers: tuple[int | None, ...] = (
             tuple(self.layer) if isinstance(self.layer, list) else (self.layer,)
         )
-        self._captured: dict[int, torch.Tensor] = {}
+        # hooked layers' outputs, per thread (searches may run the backbone from several threads)
+        self._local = threading.local()
         hooked = [x for x in self.layers if x is not None]
         if hooked:
             blocks = _layer_blocks(self.model)
@@ -164,6 +166,13 @@ class Backbone:
         tok = self.model.tokenizer
         self._special_ids = torch.tensor(sorted(set(tok.all_special_ids)), dtype=torch.long)
         self._fingerprint: str | None = None
+
+    @property
+    def _captured(self) -> dict[int, torch.Tensor]:
+        d = getattr(self._local, "captured", None)
+        if d is None:
+            d = self._local.captured = {}
+        return d
 
     def _capture(self, layer: int, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         self._captured[layer] = output[0] if isinstance(output, tuple) else output
