@@ -8,7 +8,7 @@ SAE's ids offset by the first's width) is scored by Qdrant as the sum of the two
 that sum is computed exactly with scipy (Qdrant's IDF, each SAE's own k1/b and avgdl), with the
 second part weighted by ``w`` (a query-side scale, which Qdrant applies through the query vector).
 ``w`` is chosen on SciFact train; SciFact test and LIMIT-small are reported for every ``w``.
-Writes ``benchmarks/results/sweeps/two-layers.{json,md}``.
+Writes ``benchmarks/results/sweeps/two-layers-L{N}.{json,md}`` (N: the second SAE's layer).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latentlex.evaluation.metrics import evaluate
 from research_width_k import LIMIT, REPO, SCIFACT, doc_index, query_batches, query_matrix
 
-OUT = REPO / "benchmarks" / "results" / "sweeps" / "two-layers"
+SWEEPS = REPO / "benchmarks" / "results" / "sweeps"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
 
 
@@ -91,8 +91,9 @@ def main() -> None:
         row.update({f"limit_{k}": round(v, 4) for k, v in r.items()})
         rows.append(row)
         print(json.dumps(row), flush=True)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.with_suffix(".json").write_text(json.dumps({"first": sys.argv[1], "second": sys.argv[2],
+    out = SWEEPS / ("two-layers" + ("" if lb is None else f"-L{lb}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"first": sys.argv[1], "second": sys.argv[2],
                                                     "layers": [la, lb], "rows": rows}, indent=1))  # fmt: skip
     name = lambda x: "final" if x is None else f"layer {x}"  # noqa: E731
     lines = [
@@ -110,7 +111,7 @@ def main() -> None:
         )
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     lines += ["", f"w = 0: the first SAE alone. Load average when written: {load}.", ""]
-    OUT.with_suffix(".md").write_text("\n".join(lines))
+    out.with_suffix(".md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":
