@@ -582,3 +582,32 @@ def test_rank_frequency_slope_on_zipf_sample(tmp_path: Path, exponent: float) ->
     assert _is_png(tmp_path / "zipf.png")
     assert fit_zipf_slope(np.full(100, 50.0)) == pytest.approx(0.0, abs=1e-9)
     assert math.isnan(fit_zipf_slope(np.array([9.0, 0.0])))
+
+
+def test_eval_fit_reading_two_layers(tiny: BeirDataset, tmp_path: Path) -> None:
+    """``run_eval(fit={..., "layer": [None, 1]})`` fits on the two-layer states in their own cache
+    (the final layer's stays for the dense systems), and the SAE it saved evaluates the same when
+    passed back as ``sae=`` (its own backbone is built from its config)."""
+    from latentlex.evaluation.run import run_eval
+    from latentlex.sae import SparseAutoencoder
+
+    root, cache = tmp_path / "tiny", tmp_path / "cache"  # the fixture's folder
+    fit = {"width": 32, "k": 4, "epochs": 2, "layer": [None, 1]}
+    first = run_eval(root, fit=fit, systems=["latent"], cache_dir=cache)
+    states = sorted(p.name for p in (cache / "states").iterdir())
+    assert states == ["tiny", "tiny-Lfinal+1"]
+    (sae_dir,) = list((cache / "saes").iterdir())
+    assert sae_dir.name.endswith("-Lfinal+1")
+    assert SparseAutoencoder.load(sae_dir).cfg.layer == [None, 1]
+    again = run_eval(root, sae=sae_dir, systems=["latent"], cache_dir=cache)
+    assert [r["system"] for r in first] == ["latent"]
+    assert again[0]["metrics"] == pytest.approx(first[0]["metrics"])
+    assert first[0]["metrics"]["ndcg@10"] > 0
+
+
+def test_cli_eval_layer_needs_fit(tiny: BeirDataset, tmp_path: Path, capsys) -> None:
+    from latentlex.cli import main
+
+    root = str(tmp_path / "tiny")
+    rc = main(["eval", "--dataset", root, "--sae", str(tmp_path), "--layer", "final,1"])
+    assert rc != 0 and "--layer goes with --fit" in capsys.readouterr().err

@@ -463,8 +463,12 @@ def _run_eval(args: argparse.Namespace) -> int:
     from .evaluation.run import run_eval
 
     fit = None
+    if args.layer is not None and not args.fit:
+        raise LatentLexError("--layer goes with --fit (an SAE given by --sae reads its own layers)")
     if args.fit:
         fit = {"width": args.width, "k": args.k, "epochs": args.epochs, "mode": args.mode}
+        if args.layer is not None:
+            fit["layer"] = args.layer
     results = run_eval(
         args.dataset,
         sae=args.sae,
@@ -500,6 +504,12 @@ def _cfg_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--epochs", type=float, default=3.0)
     p.add_argument("--mode", choices=["token", "pooled"], default="token")
+    p.add_argument(
+        "--layer",
+        type=_layer_arg,
+        default=None,
+        help="with --fit: backbone layer(s) the SAE reads, e.g. 'final,1' (default: final)",
+    )
     p.add_argument("--systems", default=None, help="comma-separated (default: all)")
     p.add_argument("--split", default="test")
     p.add_argument("--queries", type=int, default=None, help="evaluate a random subset of queries")

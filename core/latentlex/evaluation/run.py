@@ -141,24 +141,28 @@ def run_eval(
             from ..fit import FitConfig, fit_sae
 
             cfg = FitConfig(**fit)
+            fit_bb = backbone  # the final layer's states are cached above: no second pass
+            if canonical_layer(cfg.layer) != backbone.layer or cfg.keep_special_tokens:
+                fit_bb = Backbone(layer=cfg.layer, keep_special_tokens=cfg.keep_special_tokens)
+            reads = states_folder_name(ds.name, fit_bb)[len(ds.name) :]  # "" or "-L...", "-special"
             sae_dir = (
                 cache
                 / "saes"
                 / (
                     f"{ds.name}-{ds.fingerprint[:12]}-w{cfg.width}-k{cfg.k}-{cfg.mode}"
-                    f"-e{cfg.epochs:g}-s{cfg.seed}"
+                    f"-e{cfg.epochs:g}-s{cfg.seed}{reads}"
                 )
             )
             if (sae_dir / "cfg.json").is_file():
                 model = SparseAutoencoder.load(sae_dir)
             else:
-                # fit on the token states just cached for this corpus: no second backbone pass
                 from ..corpus import Document
 
                 docs = [Document(i, t) for i, t in zip(ds.doc_ids, ds.doc_texts(), strict=True)]
-                cfg = FitConfig(**{**cfg.__dict__, "cache_dir": str(cache / "states" / ds.name)})
-                model = fit_sae(docs, sae_dir, cfg, backbone=backbone)
-            encoder = LatentTermEncoder(model, backbone)
+                states_dir = cache / "states" / states_folder_name(ds.name, fit_bb)
+                cfg = FitConfig(**{**cfg.__dict__, "cache_dir": str(states_dir)})
+                model = fit_sae(docs, sae_dir, cfg, backbone=fit_bb)
+            encoder = LatentTermEncoder(model, fit_bb)
         else:
             raise ConfigError("the latent systems need sae=... (an SAE folder) or fit={...}")
 
