@@ -7,7 +7,7 @@ caches must exist: ``research_width_k.py --layer LAYER`` makes the second). A te
 is the sum of its final-layer and layer-``LAYER`` activations (sum pooling is additive, so this is
 the mass of the text's tokens read at both depths), then BM25-saturated with one avgdl as usual.
 Scores SciFact train/test and LIMIT-small exactly (scipy, Qdrant IDF), like
-``research_width_k.py``; writes ``benchmarks/results/sweeps/shared-layers-L{LAYER}.{json,md}``.
+``research_width_k.py``; writes ``benchmarks/results/sweeps/shared-layers-L{LAYER}-w{WIDTH}-k{K}.{json,md}``.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main() -> None:
     row.update({f"limit_{m}": round(v, 4) for m, v in r.items()})
     row["loadavg"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(row), flush=True)
-    out = REPO / "benchmarks" / "results" / "sweeps" / f"shared-layers-L{layer}"
+    out = REPO / "benchmarks" / "results" / "sweeps" / f"shared-layers-L{layer}-w{width}-k{k}"
     out.with_suffix(".json").write_text(json.dumps(row, indent=1))
     out.with_suffix(".md").write_text(
         f"# One SAE over the final layer and layer {layer} (shared dictionary)\n\n"
