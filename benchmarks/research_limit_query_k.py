@@ -13,19 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-import scipy.sparse as sp
 from latentlex.evaluation.beir import load_beir
-from latentlex.evaluation.metrics import evaluate
 from latentlex.sae import SparseAutoencoder
-from latentlex.sparse import SparseVector
 from latentlex.states import TokenStates
-from latentlex.terms import LatentTermEncoder, iter_state_batches
+from latentlex.terms import LatentTermEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from research_bm25_params import matrix
-
-LIMIT = Path(__file__).resolve().parents[1] / "examples" / "data" / "limit-small"
+from research_width_k import LIMIT, doc_index, query_batches, query_matrix, score
 
 
 def main() -> None:
@@ -33,30 +27,15 @@ def main() -> None:
     enc = LatentTermEncoder(sae)
     lim = load_beir(LIMIT, split="test")
     st = TokenStates.open(sys.argv[2])
-    masses = [m for b in iter_state_batches(st) for m in enc.latent_mass(b)]
     qids = list(lim.queries)
-    texts = [lim.queries[q] for q in qids]
-    batches = list(enc.backbone.iter_batches(texts, batch_size=64, is_query=True))
+    batches = query_batches(enc.backbone, [lim.queries[q] for q in qids])
     for k1, b in [(1.2, 0.75), (2.0, 0.75), (0.9, 0.4)]:
         sae.cfg.bm25_k1, sae.cfg.bm25_b = k1, b
-        sae.cfg.avgdl = float(np.mean([enc.document_length(m) for _, m in masses]))
-        dm = matrix([enc.document_weights(i, m) for i, m in masses], sae.cfg.width)
-        n = np.asarray((dm > 0).sum(0)).ravel()
-        idf = np.log((dm.shape[0] - n + 0.5) / (n + 0.5) + 1)
-        dmi = (dm @ sp.diags(idf)).T.tocsr()
+        dmi, _ = doc_index(enc, st)  # sets avgdl to LIMIT-small's own
         for qk in (None, 8, 4, 2):
             sae.cfg.query_k = qk
-            vs: list[SparseVector] = [SparseVector.empty()] * len(texts)
-            for pos, batch in batches:
-                pairs = enc.latent_mass(batch, is_query=True)
-                for p, (i, m) in zip(pos.tolist(), pairs, strict=True):
-                    vs[p] = enc.query_weights(i, m)
-            s = (matrix(vs, sae.cfg.width) @ dmi).toarray()
-            run = {
-                q: {st.doc_ids[j]: float(s[a, j]) for j in np.argsort(-s[a])[:20]}
-                for a, q in enumerate(qids)
-            }
-            r = evaluate(run, lim.qrels, ("recall@2", "recall@10"))
+            s = (query_matrix(enc, batches, len(qids)) @ dmi).toarray()
+            r = score(s, qids, st.doc_ids, lim.qrels, ("recall@2", "recall@10"))
             print(
                 json.dumps(
                     {"k1": k1, "b": b, "query_k": qk, **{k: round(v, 4) for k, v in r.items()}}

@@ -29,10 +29,7 @@ from latentlex.training import TrainConfig, train_sae
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from research_bm25_params import matrix
-from research_two_layers import score
-from research_width_k import LIMIT, REPO, SCIFACT
-
-STATES = REPO / ".cache" / "states"
+from research_width_k import LIMIT, REPO, SCIFACT, STATES, idf_index, score
 
 
 def masses(enc: LatentTermEncoder, batches: list) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -85,9 +82,7 @@ def main() -> None:
         ms = masses(enc, [list(iter_state_batches(s)) for s in states])
         enc.sae.cfg.avgdl = float(np.mean([enc.document_length(m) for _, m in ms]))
         dm = matrix([enc.document_weights(i, m) for i, m in ms], width)
-        n = np.asarray((dm > 0).sum(0)).ravel()
-        idf = np.log((dm.shape[0] - n + 0.5) / (n + 0.5) + 1)
-        return (dm @ sp.diags(idf)).T.tocsr(), float(np.diff(dm.indptr).mean())
+        return idf_index(dm), float(np.diff(dm.indptr).mean())
 
     def query_scores(texts: list[str], dmi: sp.csr_matrix) -> np.ndarray:
         ms = masses(enc, [query_batches(bb, texts) for bb in bbs])

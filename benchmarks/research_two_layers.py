@@ -22,12 +22,20 @@ import numpy as np
 from latentlex.backbone import Backbone
 from latentlex.evaluation.beir import load_beir
 from latentlex.sae import SparseAutoencoder
-from latentlex.states import TokenStates, encode_token_states
+from latentlex.states import TokenStates, encode_token_states, states_folder_name
 from latentlex.terms import LatentTermEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latentlex.evaluation.metrics import evaluate
-from research_width_k import LIMIT, REPO, SCIFACT, doc_index, query_batches, query_matrix
+from research_width_k import (
+    LIMIT,
+    REPO,
+    SCIFACT,
+    STATES,
+    doc_index,
+    query_batches,
+    query_matrix,
+    score,
+)
 
 SWEEPS = REPO / "benchmarks" / "results" / "sweeps"
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, float("inf"))
@@ -39,14 +47,12 @@ def part_scores(sae_dir: str) -> tuple[dict[str, np.ndarray], int | None]:
     layer = sae.cfg.layer
     bb = Backbone(layer=layer)
     enc = LatentTermEncoder(sae, bb)
-    suffix = "" if layer is None else f"-L{layer}"
     sci = {s: load_beir(SCIFACT, split=s) for s in ("train", "test")}
     lim = load_beir(LIMIT, split="test")
-    st = TokenStates.open(REPO / ".cache" / "states" / f"scifact{suffix}")
+    st = TokenStates.open(STATES / states_folder_name("scifact", bb))
     lst = encode_token_states(
-        bb, lim.doc_ids, lim.doc_texts(), REPO / ".cache" / "states" / f"{lim.name}{suffix}",
-        progress=False,
-    )  # fmt: skip
+        bb, lim.doc_ids, lim.doc_texts(), STATES / states_folder_name(lim.name, bb), progress=False
+    )
     out = {}
     dmi, _ = doc_index(enc, st)
     for split in ("train", "test"):
@@ -61,21 +67,13 @@ def part_scores(sae_dir: str) -> tuple[dict[str, np.ndarray], int | None]:
     return out, layer
 
 
-def score(s: np.ndarray, qids: list[str], doc_ids: list[str], qrels, metrics) -> dict:
-    run = {}
-    for i, q in enumerate(qids):
-        top = np.argpartition(-s[i], min(100, s.shape[1] - 1))[:100]
-        run[q] = {doc_ids[j]: float(s[i, j]) for j in top}
-    return evaluate(run, qrels, metrics)
-
-
 def main() -> None:
     a, la = part_scores(sys.argv[1])
     b, lb = part_scores(sys.argv[2])
     sci = {s: load_beir(SCIFACT, split=s) for s in ("train", "test")}
     lim = load_beir(LIMIT, split="test")
-    sci_docs = TokenStates.open(REPO / ".cache" / "states" / "scifact").doc_ids
-    lim_docs = TokenStates.open(REPO / ".cache" / "states" / lim.name).doc_ids
+    sci_docs = TokenStates.open(STATES / "scifact").doc_ids
+    lim_docs = TokenStates.open(STATES / lim.name).doc_ids
     rows = []
     for w in WEIGHTS:
 

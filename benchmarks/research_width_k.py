@@ -29,7 +29,7 @@ from latentlex.backbone import Backbone
 from latentlex.evaluation.beir import load_beir
 from latentlex.evaluation.metrics import evaluate
 from latentlex.sae import SAEConfig
-from latentlex.states import TokenStates, encode_token_states
+from latentlex.states import TokenStates, encode_token_states, states_folder_name
 from latentlex.terms import LatentTermEncoder, iter_state_batches
 from latentlex.training import TrainConfig, train_sae
 
@@ -42,6 +42,7 @@ SCIFACT = DATA / "scifact"
 #: The split each dataset is tuned on (reported beside test).
 TUNE = {"scifact": "train", "nfcorpus": "dev"}
 LIMIT = REPO / "examples" / "data" / "limit-small"
+STATES = REPO / ".cache" / "states"
 OUT = REPO / "benchmarks" / "results" / "sweeps" / "width-k-scifact"
 CONFIGS = [(8192, 16), (4096, 16), (8192, 8), (8192, 32), (16384, 16)]
 
@@ -52,11 +53,20 @@ def query_batches(bb: Backbone, texts: list[str]) -> list:
 
 
 def query_matrix(enc: LatentTermEncoder, batches: list, n: int) -> sp.csr_matrix:
+    """Query weights of the batched queries (``SAEConfig.query_k`` applies), rows in input order."""
     vs = [None] * n
     for pos, batch in batches:
-        for p, (idx, mass) in zip(pos.tolist(), enc.latent_mass(batch), strict=True):
+        pairs = enc.latent_mass(batch, is_query=True)
+        for p, (idx, mass) in zip(pos.tolist(), pairs, strict=True):
             vs[p] = enc.query_weights(idx, mass)
     return matrix(vs, enc.width)
+
+
+def idf_index(dm: sp.csr_matrix) -> sp.csr_matrix:
+    """A [docs, terms] BM25 document matrix times Qdrant's IDF, transposed for ``queries @ it``."""
+    n = np.asarray((dm > 0).sum(0)).ravel()
+    idf = np.log((dm.shape[0] - n + 0.5) / (n + 0.5) + 1)
+    return (dm @ sp.diags(idf)).T.tocsr()
 
 
 def doc_index(enc: LatentTermEncoder, st: TokenStates) -> tuple[sp.csr_matrix, float]:
@@ -64,18 +74,20 @@ def doc_index(enc: LatentTermEncoder, st: TokenStates) -> tuple[sp.csr_matrix, f
     masses = [m for batch in iter_state_batches(st) for m in enc.latent_mass(batch)]
     enc.sae.cfg.avgdl = float(np.mean([enc.document_length(m) for _, m in masses]))
     dm = matrix([enc.document_weights(i, m) for i, m in masses], enc.width)
-    n = np.asarray((dm > 0).sum(0)).ravel()
-    idf = np.log((dm.shape[0] - n + 0.5) / (n + 0.5) + 1)
-    return (dm @ sp.diags(idf)).T.tocsr(), float(np.diff(dm.indptr).mean())
+    return idf_index(dm), float(np.diff(dm.indptr).mean())
 
 
-def run_queries(qm, dmi, qids, doc_ids, qrels, metrics) -> dict[str, float]:
-    scores = (qm @ dmi).toarray()
+def score(scores: np.ndarray, qids, doc_ids, qrels, metrics) -> dict[str, float]:
+    """Metrics of a dense [queries, docs] score matrix (each query's top 100 documents)."""
     run = {}
     for i, q in enumerate(qids):
         top = np.argpartition(-scores[i], min(100, scores.shape[1] - 1))[:100]
         run[q] = {doc_ids[j]: float(scores[i, j]) for j in top}
     return evaluate(run, qrels, metrics)
+
+
+def run_queries(qm, dmi, qids, doc_ids, qrels, metrics) -> dict[str, float]:
+    return score((qm @ dmi).toarray(), qids, doc_ids, qrels, metrics)
 
 
 def write_md(rows: list[dict], path: Path, dataset: str = "scifact", tune: str = "train") -> None:
@@ -131,25 +143,16 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
 
     bb = Backbone(keep_special_tokens=args.special_tokens, layer=args.layer)
-    suffix = ("-special" if args.special_tokens else "") + (
-        f"-L{args.layer}" if args.layer is not None else ""
-    )
     tune = TUNE[args.dataset]
     sci = {s: load_beir(DATA / args.dataset, split=s) for s in (tune, "test")}
     lim = load_beir(LIMIT, split="test")
-    if suffix:
-        st = encode_token_states(
-            bb, sci["test"].doc_ids, sci["test"].doc_texts(),
-            REPO / ".cache" / "states" / f"{args.dataset}{suffix}", progress=False,
-        )  # fmt: skip
-    else:
-        st = encode_token_states(
-            bb, sci["test"].doc_ids, sci["test"].doc_texts(),
-            REPO / ".cache" / "states" / args.dataset, progress=False,
-        )  # fmt: skip
+    st = encode_token_states(
+        bb, sci["test"].doc_ids, sci["test"].doc_texts(),
+        STATES / states_folder_name(args.dataset, bb), progress=False,
+    )  # fmt: skip
     assert set(st.doc_ids) == set(sci["test"].doc_ids), "cached states do not match"
     lst = encode_token_states(
-        bb, lim.doc_ids, lim.doc_texts(), REPO / ".cache" / "states" / f"{lim.name}{suffix}",
+        bb, lim.doc_ids, lim.doc_texts(), STATES / states_folder_name(lim.name, bb),
         progress=False,
     )  # fmt: skip
     qsets = {}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from ._validate import canonical_layer
 from .backbone import Backbone
 from .corpus import Document, read_corpus
 from .errors import ConfigError
@@ -77,6 +78,7 @@ class FitConfig:
     """Extra :class:`~latentlex.training.TrainConfig` fields (lr, batch_size, ...)."""
 
     def __post_init__(self) -> None:
+        self.layer = canonical_layer(self.layer)
         if self.mode not in _MODE_DEFAULTS:
             raise ConfigError(f"mode must be one of {sorted(_MODE_DEFAULTS)}, got {self.mode!r}")
         if self.width < 1 or self.k < 1 or self.k > self.width:

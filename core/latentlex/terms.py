@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ._validate import canonical_layer
 from .backbone import Backbone, BackboneBatch, check_texts
 from .errors import ConfigError
 from .sparse import SparseVector
@@ -128,8 +127,7 @@ class LatentTermEncoder:
                 layer=cfg.layer,
             )
         elif cfg.mode == "token" and (
-            backbone.layer != canonical_layer(cfg.layer)
-            or backbone.keep_special_tokens != cfg.keep_special_tokens
+            backbone.layer != cfg.layer or backbone.keep_special_tokens != cfg.keep_special_tokens
         ):
             raise ConfigError(
                 f"the SAE was trained on token states of layer {cfg.layer} with "

@@ -102,7 +102,6 @@ def run_eval(
         n_queries: evaluate a random subset of this many queries (quick mode).
         k: documents retrieved per query.
     """
-    from .._validate import canonical_layer
     from ..backbone import Backbone
     from ..sae import SparseAutoencoder
     from ..states import encode_token_states, states_folder_name
@@ -132,7 +131,7 @@ def run_eval(
     if needs_latent:
         if sae is not None:
             model = load_sae(str(sae))
-            same = canonical_layer(model.cfg.layer) == backbone.layer and (
+            same = model.cfg.layer == backbone.layer and (
                 model.cfg.keep_special_tokens == backbone.keep_special_tokens
             )
             # an SAE reading other layers (or special tokens) gets its own backbone
@@ -142,7 +141,7 @@ def run_eval(
 
             cfg = FitConfig(**fit)
             fit_bb = backbone  # the final layer's states are cached above: no second pass
-            if canonical_layer(cfg.layer) != backbone.layer or cfg.keep_special_tokens:
+            if cfg.layer != backbone.layer or cfg.keep_special_tokens:
                 fit_bb = Backbone(layer=cfg.layer, keep_special_tokens=cfg.keep_special_tokens)
             reads = states_folder_name(ds.name, fit_bb)[len(ds.name) :]  # "" or "-L...", "-special"
             sae_dir = (
