@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -33,7 +34,13 @@ from .errors import LatentLexError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TokenStates", "corpus_hash", "encode_token_states", "states_folder_name"]
+__all__ = [
+    "TokenStates",
+    "corpus_hash",
+    "encode_token_states",
+    "model_slug",
+    "states_folder_name",
+]
 
 _FORMAT = 1
 
@@ -94,12 +101,25 @@ class TokenStates:
         return np.asarray(self.tokens[a:b]), self.lengths[start:stop]
 
 
+def model_slug(name: str) -> str:
+    """A file-name-safe short name of a backbone: the last part of its name or path
+    (``/models/all-mpnet-base-v2`` and ``sentence-transformers/all-mpnet-base-v2`` both give
+    ``all-mpnet-base-v2``)."""
+    last = str(name).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or "model"
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", last)[:80]
+
+
 def states_folder_name(name: str, backbone: Backbone) -> str:
     """The cache folder name of a corpus' token states as ``backbone`` reads them: ``name``, plus
+    the model's short name when it is not the default backbone (``scifact-all-mpnet-base-v2``),
     ``-special`` when special tokens are kept and ``-L{layers}`` when not the final layer alone
-    (``scifact``, ``scifact-L1``, ``scifact-Lfinal+1``), so that SAEs reading different layers
-    never overwrite each other's cache."""
+    (``scifact``, ``scifact-L1``, ``scifact-Lfinal+1``), so that SAEs reading different models or
+    layers never overwrite each other's cache."""
+    from .backbone import DEFAULT_MODEL
+
     parts = [name]
+    if backbone.name != DEFAULT_MODEL:
+        parts.append(model_slug(backbone.name))
     if backbone.keep_special_tokens:
         parts.append("special")
     if backbone.layer is not None:
