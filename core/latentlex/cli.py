@@ -472,6 +472,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     results = run_eval(
         args.dataset,
         sae=args.sae,
+        model=args.model,
         fit=fit,
         systems=args.systems.split(",") if args.systems else None or _default_systems(),
         split=args.split,
@@ -500,6 +501,12 @@ def _cfg_eval(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sae", default=None, help="SAE folder or Hub id for the latent systems")
     g.add_argument("--fit", action="store_true", help="fit an SAE on the dataset's corpus (cached)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="backbone (sentence-transformers name or path) of every system: dense baselines, "
+        "token states and the fitted SAE (default: the packaged all-MiniLM-L6-v2)",
+    )
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--epochs", type=float, default=3.0)

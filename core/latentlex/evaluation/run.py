@@ -42,11 +42,11 @@ ALL_SYSTEMS = (*BASELINES, *LATENT_SYSTEMS, *EXTRA)
 DEFAULT_SYSTEMS = (*BASELINES, *LATENT_SYSTEMS)
 
 
-def _dense_cache(states: Any, ds: Any, cache_dir: Path) -> None:
+def _dense_cache(states: Any, ds: Any, cache_dir: Path, model: str | None = None) -> None:
     """Put the dense vectors of the shared forward pass into the dense baselines' cache."""
     from .baselines import DenseEncoder
 
-    enc = DenseEncoder(cache_dir=cache_dir)
+    enc = DenseEncoder(model, cache_dir=cache_dir)
     if enc.cache is None or enc.cache.load(enc.model_key, ds.fingerprint) is not None:
         return
     row = {doc_id: i for i, doc_id in enumerate(states.doc_ids)}
@@ -79,6 +79,7 @@ def run_eval(
     dataset: str | os.PathLike[str],
     *,
     sae: str | os.PathLike[str] | None = None,
+    model: str | os.PathLike[str] | None = None,
     fit: dict[str, Any] | None = None,
     systems: Sequence[str] = DEFAULT_SYSTEMS,
     split: str = "test",
@@ -93,6 +94,9 @@ def run_eval(
     Args:
         dataset: a BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
         sae: an SAE folder (or Hub id) for the latent systems.
+        model: the backbone (sentence-transformers name or path; default: the packaged
+            all-MiniLM-L6-v2). The dense baselines, the token states and a fitted SAE all use it,
+            so every system of the run reads the same model.
         fit: instead of ``sae``, fit one on the dataset's own corpus with these
             :class:`~latentlex.fit.FitConfig` fields (cached under ``cache_dir``).
         systems: names from :data:`ALL_SYSTEMS`.
@@ -123,9 +127,15 @@ def run_eval(
     cache = Path(cache_dir)
     needs_latent = any(s in LATENT_SYSTEMS or s in EXTRA for s in systems)
 
-    backbone = Backbone()
-    states = encode_token_states(backbone, ds.doc_ids, ds.doc_texts(), cache / "states" / ds.name)
-    _dense_cache(states, ds, cache)
+    model_name = None if model is None else str(model)
+    backbone = Backbone(model_name)
+    states = encode_token_states(
+        backbone,
+        ds.doc_ids,
+        ds.doc_texts(),
+        cache / "states" / states_folder_name(ds.name, backbone),
+    )
+    _dense_cache(states, ds, cache, model_name)
 
     encoder = None
     if needs_latent:
@@ -142,7 +152,9 @@ def run_eval(
             cfg = FitConfig(**fit)
             fit_bb = backbone  # the final layer's states are cached above: no second pass
             if cfg.layer != backbone.layer or cfg.keep_special_tokens:
-                fit_bb = Backbone(layer=cfg.layer, keep_special_tokens=cfg.keep_special_tokens)
+                fit_bb = Backbone(
+                    model_name, layer=cfg.layer, keep_special_tokens=cfg.keep_special_tokens
+                )
             reads = states_folder_name(ds.name, fit_bb)[len(ds.name) :]  # "" or "-L...", "-special"
             sae_dir = (
                 cache
@@ -165,7 +177,7 @@ def run_eval(
         else:
             raise ConfigError("the latent systems need sae=... (an SAE folder) or fit={...}")
 
-    dense_enc = DenseEncoder(cache_dir=cache)
+    dense_enc = DenseEncoder(model_name, cache_dir=cache)
     made: dict[str, Any] = {}
 
     def system(name: str) -> Any:
