@@ -152,6 +152,12 @@ def _cfg_encode(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------------------- index / search / info
+_MODEL_HELP = (
+    "backbone the SAE was trained on: a sentence-transformers name or local path "
+    "(default: the one the SAE names; the weights' fingerprint is checked either way)"
+)
+
+
 def _add_store_args(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--store", default="./latentlex-index", help="folder of the embedded engine")
@@ -166,8 +172,13 @@ def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
 
     from .index import LatentIndex
 
+    encoder: Any = args.sae
+    if getattr(args, "model", None):
+        from .terms import LatentTermEncoder
+
+        encoder = LatentTermEncoder(args.sae, args.model)
     return LatentIndex(
-        args.sae,
+        encoder,
         None if args.url else args.store,
         url=args.url,
         api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
@@ -271,6 +282,7 @@ def _positive_int(value: str) -> int:
 def _cfg_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--corpus", required=True)
     p.add_argument("--sae", required=True, help="SAE folder (or Hub id)")
+    p.add_argument("--model", default=None, help=_MODEL_HELP)
     _add_store_args(p)
     p.add_argument("--recreate", action="store_true", help="drop the collection first")
     p.add_argument(
@@ -367,6 +379,7 @@ def _run_search(args: argparse.Namespace) -> int:
 def _cfg_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("query")
     p.add_argument("--sae", required=True)
+    p.add_argument("--model", default=None, help=_MODEL_HELP)
     _add_store_args(p)
     p.add_argument("--k", type=int, default=10)
     p.add_argument(
