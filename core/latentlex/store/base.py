@@ -325,6 +325,10 @@ class Store(Protocol):
         """Build a payload index on a metadata key (speeds up filters on it)."""
         ...
 
+    def scroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Up to ``limit`` stored documents matching ``filter`` (text and metadata, no vectors)."""
+        ...
+
     def search(self, req: SearchRequest) -> list[Hit]:
         """Run one query."""
         ...
@@ -351,6 +355,9 @@ class AsyncStore(Protocol):
     async def acount(self, filter: Filter | None = None) -> int: ...
     async def ahashes(self, doc_ids: Sequence[str]) -> dict[str, str]: ...
     async def aindex_field(self, key: str, kind: str) -> None: ...
+    async def ascroll(
+        self, filter: Filter | None = None, limit: int = 10_000
+    ) -> list[PointRecord]: ...
     async def asearch(self, req: SearchRequest) -> list[Hit]: ...
     async def asearch_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]: ...
     async def aclose(self) -> None: ...
@@ -602,6 +609,11 @@ def records_in_order(
     return [by_doc[d] for d in doc_ids if d in by_doc]
 
 
+def doc_ids_of(retrieved: Sequence[Any]) -> list[str]:
+    """The document ids of engine records (``.payload["doc_id"]``), in their order."""
+    return [str((r.payload or {}).get("doc_id", "")) for r in retrieved]
+
+
 def hashes_of(retrieved: Sequence[Any]) -> dict[str, str]:
     """``doc_id -> hash`` from engine records retrieved with those two payload fields."""
     out: dict[str, str] = {}
@@ -772,6 +784,10 @@ class ThreadedAsyncMixin:
     async def aindex_field(self, key: str, kind: str) -> None:
         """Async :meth:`Store.index_field`."""
         await asyncio.to_thread(self._sync().index_field, key, kind)
+
+    async def ascroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Async :meth:`Store.scroll`."""
+        return await asyncio.to_thread(self._sync().scroll, filter, limit)
 
     async def asearch(self, req: SearchRequest) -> list[Hit]:
         """Async :meth:`Store.search`."""

@@ -27,8 +27,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 from latentlex.errors import CollectionMismatchError, ConfigError, LatentLexError, StoreError
 from latentlex.store.base import (
@@ -43,6 +43,7 @@ from latentlex.store.base import (
     check_lexical,
     check_record,
     chunks,
+    doc_ids_of,
     hashes_of,
     hits_with_legs,
     index_target,
@@ -72,6 +73,22 @@ def _describe(e: Exception) -> str:
         text = content.decode(errors="replace") if isinstance(content, bytes) else str(content)
         return f"HTTP {status} {getattr(e, 'reason_phrase', '')}: {text[:500]}".strip()
     return f"{type(e).__name__}: {e}"
+
+
+_T = TypeVar("_T")
+
+
+class _Call:
+    """One client method call an operation asks for: ``what`` names it in error messages."""
+
+    __slots__ = ("args", "kwargs", "method", "what")
+
+    def __init__(self, what: str, method: str, *args: Any, **kwargs: Any) -> None:
+        self.what, self.method, self.args, self.kwargs = what, method, args, kwargs
+
+
+#: An operation: yields the client calls it needs, receives their results, returns its own.
+_Op = Generator[_Call, Any, _T]
 
 
 class _Core:
@@ -434,6 +451,130 @@ class _Core:
             out.append(hits_with_legs(fused, req, *split_legs(req, legs)))
         return out
 
+    # -- operations, each written once: generators of client calls (see _ClientStoreBase) -------
+
+    def open_op(self, spec: CollectionSpec, recreate: bool) -> _Op[None]:
+        """Create the collection if missing, else validate it."""
+        self.begin_open(spec, recreate)
+        name = self.collection
+        exists = yield _Call("checking the collection", "collection_exists", name)
+        if exists and recreate:
+            logger.info("dropping collection %r at %s", name, self.where)
+            yield _Call("deleting the collection", "delete_collection", name)
+            exists = False
+        created = False
+        if not exists:
+            if self.read_only:
+                raise self.missing()
+            try:
+                yield _Call(
+                    "creating the collection", "create_collection", **self.create_kwargs(spec)
+                )
+                created = True
+                logger.info("created collection %r at %s", name, self.where)
+            except StoreError as err:
+                # created concurrently by someone else: validate theirs
+                if not (yield _Call("checking the collection", "collection_exists", name)):
+                    raise err
+        info = yield _Call("reading the collection", "get_collection", name)
+        if created and not self.has_record(info):
+            yield _Call("deleting the collection", "delete_collection", name)
+            raise self.no_metadata()
+        self.spec, self.record = spec, self.validate(info, spec)
+
+    def upsert_op(self, points: Sequence[PointRecord]) -> _Op[None]:
+        spec = self.writable()
+        batch = prepare_points(points, spec.dense_dim)
+        for part in chunks(batch, _BATCH):
+            structs = self.points(part, spec)
+            yield _Call("upsert", "upsert", self.collection, points=structs, wait=True)
+
+    def delete_op(self, doc_ids: Sequence[str]) -> _Op[None]:
+        from qdrant_client import models
+
+        self.writable()
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            selector = models.PointIdsList(points=list(part))
+            yield _Call("delete", "delete", self.collection, selector, wait=True)
+
+    def delete_where_op(self, filter: Filter) -> _Op[None]:
+        self.writable()
+        selector = self.delete_where_selector(filter)
+        yield _Call("delete_where", "delete", self.collection, selector, wait=True)
+
+    def index_field_op(self, key: str, kind: str) -> _Op[None]:
+        from qdrant_client import models
+
+        self.writable()
+        path = index_target(key, kind)
+        if self.local:
+            return  # local mode scans payloads anyway (and warns on payload indexes)
+        schema = models.PayloadSchemaType(kind)
+        yield _Call(
+            f"indexing {path}", "create_payload_index", self.collection, path,
+            field_schema=schema, wait=True,
+        )  # fmt: skip
+
+    def get_op(self, doc_ids: Sequence[str]) -> _Op[list[PointRecord]]:
+        spec = self.opened()
+        ids = [point_id(d) for d in doc_ids]
+        recs = yield _Call(
+            "retrieve", "retrieve", self.collection, ids, with_payload=True, with_vectors=True
+        )
+        return records_in_order(recs, doc_ids, spec)
+
+    def count_op(self, filter: Filter | None) -> _Op[int]:
+        self.opened()
+        flt = to_qdrant(filter)
+        res = yield _Call("count", "count", self.collection, count_filter=flt, exact=True)
+        return int(res.count)
+
+    def hashes_op(self, doc_ids: Sequence[str]) -> _Op[dict[str, str]]:
+        self.opened()
+        out: dict[str, str] = {}
+        for part in chunks([point_id(d) for d in doc_ids], 4096):
+            recs = yield _Call(
+                "retrieve", "retrieve", self.collection, list(part),
+                with_payload=["doc_id", "hash"], with_vectors=False,
+            )  # fmt: skip
+            out.update(hashes_of(recs))
+        return out
+
+    def scroll_op(self, filter: Filter | None, limit: int) -> _Op[list[PointRecord]]:
+        spec = self.opened()
+        flt = to_qdrant(filter)
+        found: list[Any] = []
+        offset = None
+        while len(found) < limit:
+            page, offset = yield _Call(
+                "scroll", "scroll", self.collection, scroll_filter=flt,
+                limit=min(1024, limit - len(found)), offset=offset, with_payload=True,
+                with_vectors=False,
+            )  # fmt: skip
+            found.extend(page)
+            if offset is None:
+                break
+        return records_in_order(found, doc_ids_of(found), spec)
+
+    def search_op(self, reqs: Sequence[SearchRequest]) -> _Op[list[list[Hit]]]:
+        spec = self.opened()
+        if not reqs:
+            return []
+        first = self.first_phase(reqs, spec)
+        pre = {}
+        if first:
+            responses = yield _Call(
+                "query", "query_batch_points", self.collection,
+                requests=[q for plan in first.values() for q in plan],
+            )  # fmt: skip
+            pre = self.leg_scores(first, responses)
+        plans = self.plans(reqs, spec, pre)
+        responses = yield _Call(
+            "query", "query_batch_points", self.collection,
+            requests=[q for plan in plans for q in plan],
+        )  # fmt: skip
+        return self.hits(reqs, plans, responses, pre)
+
 
 _DOC = """
     Args:
@@ -458,8 +599,15 @@ _DOC = """
 """
 
 
-class ClientStore(ThreadedAsyncMixin):
-    __doc__ = "A :class:`~latentlex.store.base.Store` on ``qdrant_client.QdrantClient``.\n" + _DOC
+class _ClientStoreBase:
+    """What both client stores share: construction, properties, the identity record.
+
+    Every operation is written once, as a generator of client calls (:class:`_Core`'s ``*_op``
+    methods); :class:`ClientStore` runs them against ``QdrantClient``, :class:`AsyncClientStore`
+    awaits them on ``AsyncQdrantClient``.
+    """
+
+    _ASYNC = False
 
     def __init__(
         self,
@@ -486,18 +634,18 @@ class ClientStore(ThreadedAsyncMixin):
             replication_factor=replication_factor, on_disk=on_disk, quantization=quantization,
             timeout=timeout, read_only=read_only, client_kwargs=client_kwargs,
         )  # fmt: skip
-        # local mode is pure Python and not thread-safe: serialise it; servers take concurrency
-        self._lock: Any = (
-            threading.RLock() if self._core.local and client is None else contextlib.nullcontext()
-        )
+        # local mode is pure Python and not thread-safe: serialise the sync store's calls on it
+        local_sync = self._core.local and client is None and not self._ASYNC
+        self._lock: Any = threading.RLock() if local_sync else contextlib.nullcontext()
         self._owns_client = client is None
         if client is not None:
             self._client = client
         else:
-            from qdrant_client import QdrantClient
+            import qdrant_client
 
+            make = qdrant_client.AsyncQdrantClient if self._ASYNC else qdrant_client.QdrantClient
             with self._core.errors("connecting"):
-                self._client = QdrantClient(**self._core.options)
+                self._client = make(**self._core.options)
 
     @property
     def collection(self) -> str:
@@ -506,11 +654,19 @@ class ClientStore(ThreadedAsyncMixin):
 
     @property
     def client(self) -> Any:
-        """The underlying ``QdrantClient``."""
+        """The underlying ``QdrantClient`` / ``AsyncQdrantClient``."""
         return self._client
 
     def __repr__(self) -> str:
-        return f"ClientStore({self._core.where!r}, collection={self.collection!r})"
+        return f"{type(self).__name__}({self._core.where!r}, collection={self.collection!r})"
+
+    def _identity(self) -> dict[str, Any] | None:
+        rec = self._core.record
+        return None if rec is None else dict(rec["identity"])
+
+
+class ClientStore(_ClientStoreBase, ThreadedAsyncMixin):
+    __doc__ = "A :class:`~latentlex.store.base.Store` on ``qdrant_client.QdrantClient``.\n" + _DOC
 
     def __enter__(self) -> ClientStore:
         return self
@@ -518,10 +674,20 @@ class ClientStore(ThreadedAsyncMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _call(self, what: str) -> Iterator[None]:
-        with self._lock, self._core.errors(what):
-            yield
+    def _run(self, op: _Op[_T]) -> _T:
+        """Drive an operation: each call it yields runs on the client, its result sent back."""
+        try:
+            call = next(op)
+            while True:
+                try:
+                    with self._lock, self._core.errors(call.what):
+                        result = getattr(self._client, call.method)(*call.args, **call.kwargs)
+                except StoreError as e:
+                    call = op.throw(e)
+                else:
+                    call = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
 
     def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
         """Create the collection if missing, else validate it (see :meth:`Store.open`).
@@ -530,47 +696,16 @@ class ClientStore(ThreadedAsyncMixin):
             CollectionMismatchError: the collection differs from ``spec`` (nothing is written).
             StoreError: Qdrant is unreachable, or the collection is missing on a read-only store.
         """
-        core = self._core
-        core.begin_open(spec, recreate)
-        name = core.collection
-        with self._call("checking the collection"):
-            exists = self._client.collection_exists(name)
-        if exists and recreate:
-            logger.info("dropping collection %r at %s", name, core.where)
-            with self._call("deleting the collection"):
-                self._client.delete_collection(name)
-            exists = False
-        created = False
-        if not exists:
-            if core.read_only:
-                raise core.missing()
-            try:
-                with self._call("creating the collection"):
-                    self._client.create_collection(**core.create_kwargs(spec))
-                created = True
-                logger.info("created collection %r at %s", name, core.where)
-            except StoreError:
-                with self._call("checking the collection"):
-                    if not self._client.collection_exists(name):
-                        raise
-                # created concurrently by someone else: validate theirs
-        with self._call("reading the collection"):
-            info = self._client.get_collection(name)
-        if created and not core.has_record(info):
-            with self._call("deleting the collection"):
-                self._client.delete_collection(name)
-            raise core.no_metadata()
-        core.spec, core.record = spec, core.validate(info, spec)
+        self._run(self._core.open_op(spec, recreate))
 
     def identity(self) -> dict[str, Any] | None:
         """The identity record of the open collection (``None`` before :meth:`open`)."""
-        rec = self._core.record
-        return None if rec is None else dict(rec["identity"])
+        return self._identity()
 
     def close(self) -> None:
         """Close the client if this store built it (idempotent)."""
         if self._owns_client:
-            with self._call("closing"):
+            with self._lock, self._core.errors("closing"):
                 self._client.close()
         self._core.spec = None
 
@@ -579,75 +714,36 @@ class ClientStore(ThreadedAsyncMixin):
 
         An empty sparse (or lexical) vector is stored as no vector. ``PointRecord.lexical`` is
         written only when the collection has a lexical leg."""
-        spec = self._core.writable()
-        batch = prepare_points(points, spec.dense_dim)
-        for part in chunks(batch, _BATCH):
-            structs = self._core.points(part, spec)
-            with self._call("upsert"):
-                self._client.upsert(self.collection, points=structs, wait=True)
+        self._run(self._core.upsert_op(points))
 
     def delete(self, doc_ids: Sequence[str]) -> None:
         """Delete documents by id (missing ids are ignored)."""
-        from qdrant_client import models
-
-        self._core.writable()
-        for part in chunks([point_id(d) for d in doc_ids], 4096):
-            with self._call("delete"):
-                self._client.delete(
-                    self.collection, models.PointIdsList(points=list(part)), wait=True
-                )
+        self._run(self._core.delete_op(doc_ids))
 
     def delete_where(self, filter: Filter) -> None:
         """Delete the documents a non-empty filter matches."""
-        self._core.writable()
-        selector = self._core.delete_where_selector(filter)
-        with self._call("delete_where"):
-            self._client.delete(self.collection, selector, wait=True)
+        self._run(self._core.delete_where_op(filter))
 
     def index_field(self, key: str, kind: str) -> None:
         """Build a payload index on a metadata key (``kind``: keyword, integer, float, bool,
         datetime). A no-op in local mode."""
-        from qdrant_client import models
-
-        self._core.writable()
-        path = index_target(key, kind)
-        if self._core.local:
-            return  # local mode scans payloads anyway (and warns on payload indexes)
-        with self._call(f"indexing {path}"):
-            self._client.create_payload_index(
-                self.collection, path, field_schema=models.PayloadSchemaType(kind), wait=True
-            )
+        self._run(self._core.index_field_op(key, kind))
 
     def get(self, doc_ids: Sequence[str]) -> list[PointRecord]:
         """Stored documents with vectors, in the order asked; missing ids are skipped."""
-        spec = self._core.opened()
-        with self._call("retrieve"):
-            recs = self._client.retrieve(
-                self.collection,
-                [point_id(d) for d in doc_ids],
-                with_payload=True,
-                with_vectors=True,
-            )
-        return records_in_order(recs, doc_ids, spec)
+        return self._run(self._core.get_op(doc_ids))
 
     def count(self, filter: Filter | None = None) -> int:
         """Exact number of documents (matching ``filter``)."""
-        self._core.opened()
-        flt = to_qdrant(filter)
-        with self._call("count"):
-            return int(self._client.count(self.collection, count_filter=flt, exact=True).count)
+        return self._run(self._core.count_op(filter))
 
     def hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """``doc_id -> content hash`` of the documents present."""
-        self._core.opened()
-        out: dict[str, str] = {}
-        for part in chunks([point_id(d) for d in doc_ids], 4096):
-            with self._call("retrieve"):
-                recs = self._client.retrieve(
-                    self.collection, list(part), with_payload=["doc_id", "hash"], with_vectors=False
-                )
-            out.update(hashes_of(recs))
-        return out
+        return self._run(self._core.hashes_op(doc_ids))
+
+    def scroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Up to ``limit`` stored documents matching ``filter`` (text and metadata, no vectors)."""
+        return self._run(self._core.scroll_op(filter, limit))
 
     def search(self, req: SearchRequest) -> list[Hit]:
         """Run one query; fusion happens in Qdrant."""
@@ -655,26 +751,10 @@ class ClientStore(ThreadedAsyncMixin):
 
     def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
         """Run several queries (with their legs) in one ``query_batch_points`` call."""
-        spec = self._core.opened()
-        if not reqs:
-            return []
-        first = self._core.first_phase(reqs, spec)
-        pre = {}
-        if first:
-            with self._call("query"):
-                responses = self._client.query_batch_points(
-                    self.collection, requests=[q for plan in first.values() for q in plan]
-                )
-            pre = self._core.leg_scores(first, responses)
-        plans = self._core.plans(reqs, spec, pre)
-        with self._call("query"):
-            responses = self._client.query_batch_points(
-                self.collection, requests=[q for plan in plans for q in plan]
-            )
-        return self._core.hits(reqs, plans, responses, pre)
+        return self._run(self._core.search_op(reqs))
 
 
-class AsyncClientStore:
+class AsyncClientStore(_ClientStoreBase):
     __doc__ = (
         "The :class:`ClientStore` API as coroutines, on ``qdrant_client.AsyncQdrantClient``.\n\n"
         "Every method is a coroutine under its plain name (``await store.search(req)``) and under "
@@ -682,52 +762,7 @@ class AsyncClientStore:
         "(``await store.asearch(req)``).\n" + _DOC
     )
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        location: str | None = None,
-        path: str | None = None,
-        api_key: str | None = None,
-        https: bool | None = None,
-        prefer_grpc: bool = False,
-        collection: str = "latentlex",
-        shard_number: int | None = None,
-        replication_factor: int | None = None,
-        on_disk: bool = False,
-        quantization: Any = None,
-        timeout: float | None = 10.0,
-        read_only: bool = False,
-        client: Any = None,
-        **client_kwargs: Any,
-    ) -> None:
-        self._core = _Core(
-            url=url, location=location, path=path, api_key=api_key, https=https,
-            prefer_grpc=prefer_grpc, collection=collection, shard_number=shard_number,
-            replication_factor=replication_factor, on_disk=on_disk, quantization=quantization,
-            timeout=timeout, read_only=read_only, client_kwargs=client_kwargs,
-        )  # fmt: skip
-        self._owns_client = client is None
-        if client is not None:
-            self._client = client
-        else:
-            from qdrant_client import AsyncQdrantClient
-
-            with self._core.errors("connecting"):
-                self._client = AsyncQdrantClient(**self._core.options)
-
-    @property
-    def collection(self) -> str:
-        """Name of the (last) opened collection."""
-        return self._core.collection
-
-    @property
-    def client(self) -> Any:
-        """The underlying ``AsyncQdrantClient``."""
-        return self._client
-
-    def __repr__(self) -> str:
-        return f"AsyncClientStore({self._core.where!r}, collection={self.collection!r})"
+    _ASYNC = True
 
     async def __aenter__(self) -> AsyncClientStore:
         return self
@@ -735,113 +770,60 @@ class AsyncClientStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _run(self, op: _Op[_T]) -> _T:
+        """Drive an operation: each call it yields is awaited on the client."""
+        try:
+            call = next(op)
+            while True:
+                try:
+                    with self._core.errors(call.what):
+                        result = await getattr(self._client, call.method)(*call.args, **call.kwargs)
+                except StoreError as e:
+                    call = op.throw(e)
+                else:
+                    call = op.send(result)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
     async def open(self, spec: CollectionSpec, *, recreate: bool = False) -> None:
         """Async :meth:`ClientStore.open`."""
-        core = self._core
-        core.begin_open(spec, recreate)
-        name = core.collection
-        with core.errors("checking the collection"):
-            exists = await self._client.collection_exists(name)
-        if exists and recreate:
-            with core.errors("deleting the collection"):
-                await self._client.delete_collection(name)
-            exists = False
-        created = False
-        if not exists:
-            if core.read_only:
-                raise core.missing()
-            try:
-                with core.errors("creating the collection"):
-                    await self._client.create_collection(**core.create_kwargs(spec))
-                created = True
-            except StoreError:
-                with core.errors("checking the collection"):
-                    if not await self._client.collection_exists(name):
-                        raise
-        with core.errors("reading the collection"):
-            info = await self._client.get_collection(name)
-        if created and not core.has_record(info):
-            with core.errors("deleting the collection"):
-                await self._client.delete_collection(name)
-            raise core.no_metadata()
-        core.spec, core.record = spec, core.validate(info, spec)
+        await self._run(self._core.open_op(spec, recreate))
 
     async def identity(self) -> dict[str, Any] | None:
         """The identity record of the open collection (``None`` before :meth:`open`)."""
-        rec = self._core.record
-        return None if rec is None else dict(rec["identity"])
+        return self._identity()
 
     async def upsert(self, points: Sequence[PointRecord]) -> None:
         """Async :meth:`ClientStore.upsert`."""
-        spec = self._core.writable()
-        batch = prepare_points(points, spec.dense_dim)
-        for part in chunks(batch, _BATCH):
-            structs = self._core.points(part, spec)
-            with self._core.errors("upsert"):
-                await self._client.upsert(self.collection, points=structs, wait=True)
+        await self._run(self._core.upsert_op(points))
 
     async def delete(self, doc_ids: Sequence[str]) -> None:
         """Async :meth:`ClientStore.delete`."""
-        from qdrant_client import models
-
-        self._core.writable()
-        for part in chunks([point_id(d) for d in doc_ids], 4096):
-            with self._core.errors("delete"):
-                await self._client.delete(
-                    self.collection, models.PointIdsList(points=list(part)), wait=True
-                )
+        await self._run(self._core.delete_op(doc_ids))
 
     async def delete_where(self, filter: Filter) -> None:
         """Async :meth:`ClientStore.delete_where`."""
-        self._core.writable()
-        selector = self._core.delete_where_selector(filter)
-        with self._core.errors("delete_where"):
-            await self._client.delete(self.collection, selector, wait=True)
+        await self._run(self._core.delete_where_op(filter))
 
     async def index_field(self, key: str, kind: str) -> None:
         """Async :meth:`ClientStore.index_field`."""
-        from qdrant_client import models
-
-        self._core.writable()
-        path = index_target(key, kind)
-        if self._core.local:
-            return  # local mode scans payloads anyway (and warns on payload indexes)
-        with self._core.errors(f"indexing {path}"):
-            await self._client.create_payload_index(
-                self.collection, path, field_schema=models.PayloadSchemaType(kind), wait=True
-            )
+        await self._run(self._core.index_field_op(key, kind))
 
     async def get(self, doc_ids: Sequence[str]) -> list[PointRecord]:
         """Async :meth:`ClientStore.get`."""
-        spec = self._core.opened()
-        with self._core.errors("retrieve"):
-            recs = await self._client.retrieve(
-                self.collection,
-                [point_id(d) for d in doc_ids],
-                with_payload=True,
-                with_vectors=True,
-            )
-        return records_in_order(recs, doc_ids, spec)
+        return await self._run(self._core.get_op(doc_ids))
 
     async def count(self, filter: Filter | None = None) -> int:
         """Async :meth:`ClientStore.count`."""
-        self._core.opened()
-        flt = to_qdrant(filter)
-        with self._core.errors("count"):
-            res = await self._client.count(self.collection, count_filter=flt, exact=True)
-        return int(res.count)
+        return await self._run(self._core.count_op(filter))
 
     async def hashes(self, doc_ids: Sequence[str]) -> dict[str, str]:
         """Async :meth:`ClientStore.hashes`."""
-        self._core.opened()
-        out: dict[str, str] = {}
-        for part in chunks([point_id(d) for d in doc_ids], 4096):
-            with self._core.errors("retrieve"):
-                recs = await self._client.retrieve(
-                    self.collection, list(part), with_payload=["doc_id", "hash"], with_vectors=False
-                )
-            out.update(hashes_of(recs))
-        return out
+        return await self._run(self._core.hashes_op(doc_ids))
+
+    async def scroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Async :meth:`ClientStore.scroll`."""
+        return await self._run(self._core.scroll_op(filter, limit))
 
     async def search(self, req: SearchRequest) -> list[Hit]:
         """Async :meth:`ClientStore.search`."""
@@ -849,23 +831,7 @@ class AsyncClientStore:
 
     async def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
         """Async :meth:`ClientStore.search_batch`."""
-        spec = self._core.opened()
-        if not reqs:
-            return []
-        first = self._core.first_phase(reqs, spec)
-        pre = {}
-        if first:
-            with self._core.errors("query"):
-                responses = await self._client.query_batch_points(
-                    self.collection, requests=[q for plan in first.values() for q in plan]
-                )
-            pre = self._core.leg_scores(first, responses)
-        plans = self._core.plans(reqs, spec, pre)
-        with self._core.errors("query"):
-            responses = await self._client.query_batch_points(
-                self.collection, requests=[q for plan in plans for q in plan]
-            )
-        return self._core.hits(reqs, plans, responses, pre)
+        return await self._run(self._core.search_op(reqs))
 
     async def close(self) -> None:
         """Close the client if this store built it (idempotent)."""
@@ -884,6 +850,7 @@ class AsyncClientStore:
     aget = get
     acount = count
     ahashes = hashes
+    ascroll = scroll
     asearch = search
     asearch_batch = search_batch
     aclose = close

@@ -50,6 +50,7 @@ from latentlex.store.base import (
     check_lexical,
     check_record,
     chunks,
+    doc_ids_of,
     hashes_of,
     hits_with_legs,
     index_target,
@@ -430,6 +431,28 @@ class EdgeStore(ThreadedAsyncMixin):
                 recs = shard.retrieve(list(part), ["doc_id", "hash"], False)
             out.update(hashes_of(recs))
         return out
+
+    def scroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Up to ``limit`` stored documents matching ``filter`` (text and metadata, no vectors)."""
+        import qdrant_edge as qe
+
+        shard = self._open_shard()
+        spec = self._spec
+        assert spec is not None
+        flt = to_edge(filter)
+        found: list[Any] = []
+        offset = None
+        while len(found) < limit:
+            page = qe.ScrollRequest(
+                offset=offset, limit=min(1024, limit - len(found)), filter=flt,
+                with_payload=True, with_vector=False,
+            )  # fmt: skip
+            with _engine("scroll"):
+                recs, offset = shard.scroll(page)
+            found.extend(recs)
+            if offset is None:
+                break
+        return records_in_order(found, doc_ids_of(found), spec)
 
     def _requests(
         self, req: SearchRequest, norms: Sequence[tuple[float, float, float]] | None = None
