@@ -723,14 +723,29 @@ def test_second_process_gets_clear_error(tmp_path: Path, kind: str) -> None:
         assert "OPENED" in out.stdout, out.stdout + out.stderr
 
 
-def test_edge_second_store_same_process_refused(tmp_path: Path) -> None:
+def test_edge_second_store_same_process_shares(tmp_path: Path) -> None:
+    # a notebook cell run twice opens the same folder again while the first store is still open
     a, b = EdgeStore(tmp_path), EdgeStore(tmp_path)
     a.open(CollectionSpec("c", DIM, IDENTITY))
-    with pytest.raises(StoreError, match="already open"):
-        b.open(CollectionSpec("c", DIM, IDENTITY))
-    b.open(CollectionSpec("other", DIM, IDENTITY))  # another collection is fine
+    a.upsert(_random_points(5))
+    b.open(CollectionSpec("c", DIM, IDENTITY))  # shares the open shard instead of raising
+    assert b.count() == 5
+    b.upsert(_random_points(3, start=5))
+    assert a.count() == 8
+    with pytest.raises(CollectionMismatchError):  # still validated against what is stored
+        EdgeStore(tmp_path).open(CollectionSpec("c", DIM, {**IDENTITY, "avgdl": 1.0}))
     a.close()
+    assert b.count() == 8  # the other store keeps it open
+    c = EdgeStore(tmp_path)
+    c.open(CollectionSpec("c", DIM, IDENTITY), recreate=True)  # drops it for every store
+    assert b.count() == 0 and c.count() == 0
     b.close()
+    c.close()
+    code = _SECOND_OPENER.format(
+        core=CORE, cls="EdgeStore", ctor=f"EdgeStore({str(tmp_path)!r})", dim=DIM, ident=IDENTITY
+    )
+    out = _run_python(code)  # the last close released the lock for other processes
+    assert "OPENED" in out.stdout, out.stdout + out.stderr
 
 
 def test_edge_concurrent_searches_during_upserts(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@ Layout under ``path``: one folder per collection, holding
 - ``shard/``: the ``qdrant_edge.EdgeShard`` (segments, WAL, ``edge_config.json``);
 - ``latentlex.json``: the collection's identity record (edge shards have no collection
   metadata, so it lives in this sidecar, written atomically *before* the shard is created);
-- ``.lock``: an advisory lock held while a store has the collection open, so a second
-  process (or a second store in this process) gets a clear :class:`StoreError` instead of
-  the engine's WAL error.
+- ``.lock``: an advisory lock held while the collection is open, so a second process gets a
+  clear :class:`StoreError` instead of the engine's WAL error.
+
+Within one process, every ``EdgeStore`` opening the same collection folder shares one open
+shard (a notebook cell that builds its index again reuses the collection the previous run
+left open); the shard and the lock are released when the last of them closes.
 
 The engine takes concurrent calls: many threads may search while one upserts (measured; no
 Python-side lock). Every write is flushed before it returns.
@@ -33,6 +36,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,6 +96,23 @@ def _engine(what: str) -> Iterator[None]:
         raise StoreError(f"edge store: {what} failed: {e}") from e
 
 
+class _OpenFolder:
+    """A collection folder open in this process: one shard and one lock, shared by every
+    :class:`EdgeStore` on it (see :data:`_OPEN`)."""
+
+    def __init__(self, key: str, lock_fd: int | None) -> None:
+        self.key = key
+        self.lock_fd = lock_fd
+        self.shard: Any = None
+        self.users = 0
+        self.mutex = threading.RLock()  # serialises open/recreate/close on the folder
+
+
+#: Collection folders open in this process, by resolved path.
+_OPEN: dict[str, _OpenFolder] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 def _check_name(name: str) -> str:
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name.startswith("."):
         raise ConfigError(f"invalid collection name {name!r}: use a plain folder name")
@@ -128,10 +149,14 @@ class EdgeStore(ThreadedAsyncMixin):
         self.on_disk = on_disk
         self.max_search_threads = max_search_threads
         self.auto_flush = flush
-        self._shard: Any = None
+        self._held: _OpenFolder | None = None
         self._spec: CollectionSpec | None = None
         self._record: dict[str, Any] | None = None
-        self._lock_fd: int | None = None
+
+    @property
+    def _shard(self) -> Any:
+        """The open shard (shared with the other stores of this process on the same folder)."""
+        return None if self._held is None else self._held.shard
 
     def __repr__(self) -> str:
         state = "open" if self._shard is not None else "closed"
@@ -148,32 +173,61 @@ class EdgeStore(ThreadedAsyncMixin):
     def _folder(self) -> Path:
         return self.path / self.collection
 
-    def _lock(self, folder: Path) -> None:
+    def _lock(self, folder: Path) -> int | None:
+        """Take the folder's advisory lock (``None``: no locking here)."""
         if fcntl is None:
-            return
+            return None
         lock_path = folder / LOCK_FILE
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
             if self.read_only:
-                return  # a read-only medium: nobody can write there anyway
+                return None  # a read-only medium: nobody can write there anyway
             raise StoreError(f"cannot create {lock_path}: {e.strerror or e}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
             raise StoreError(
-                f"collection {self.collection!r} at {folder} is already open in another process "
-                f"(or another store in this one); close it first — an embedded edge collection "
-                f"has one user at a time (use a Qdrant server via ClientStore to share it)"
+                f"collection {self.collection!r} at {folder} is already open in another process; "
+                f"close it there first — an embedded edge collection has one process at a time "
+                f"(use a Qdrant server via ClientStore to share it between processes)"
             ) from None
-        self._lock_fd = fd
+        return fd
 
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+    def _acquire(self, folder: Path) -> _OpenFolder:
+        """Join the folder's shared entry in this process (taking the lock if first)."""
+        key = str(folder.resolve())
+        with _OPEN_LOCK:
+            held = _OPEN.get(key)
+            if held is None:
+                held = _OPEN[key] = _OpenFolder(key, self._lock(folder))
+            else:
+                logger.info(
+                    "edge collection at %s is already open in this process: sharing it", folder
+                )
+            held.users += 1
+            return held
+
+    @staticmethod
+    def _release(held: _OpenFolder) -> None:
+        """Leave the folder's shared entry; the last one out closes the shard and unlocks."""
+        with _OPEN_LOCK:
+            held.users -= 1
+            if held.users > 0:
+                return
+            _OPEN.pop(held.key, None)
+        with held.mutex:
+            shard, held.shard = held.shard, None
+            try:
+                if shard is not None:
+                    with _engine("closing"):
+                        shard.close()
+            finally:
+                if held.lock_fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(held.lock_fd)  # closing the descriptor releases the flock
+                    held.lock_fd = None
 
     def _edge_config(self, spec: CollectionSpec) -> Any:
         import qdrant_edge as qe
@@ -259,17 +313,30 @@ class EdgeStore(ThreadedAsyncMixin):
                     f"cannot create the collection folder {folder}: {e.strerror or e}; "
                     f"choose a writable path"
                 ) from None
-        self._lock(folder)
+        held = self._acquire(folder)
         try:
+            held.mutex.acquire()
             if recreate:
                 logger.info("dropping edge collection %r at %s", self.collection, folder)
+                if held.users > 1:
+                    logger.warning(
+                        "recreate=True drops collection %r that %d other store(s) of this process "
+                        "have open: they now see the new, empty collection",
+                        self.collection,
+                        held.users - 1,
+                    )
+                old, held.shard = held.shard, None
+                if old is not None:
+                    with _engine("closing"):
+                        old.close()
                 shutil.rmtree(shard_dir, ignore_errors=True)
                 (folder / SIDECAR).unlink(missing_ok=True)
             exists = shard_dir.is_dir() and any(shard_dir.iterdir())
             if exists:
                 record = self._validate_existing(folder, spec)
-                with _engine(f"loading {shard_dir}"):
-                    self._shard = qe.EdgeShard.load(str(shard_dir))
+                if held.shard is None:
+                    with _engine(f"loading {shard_dir}"):
+                        held.shard = qe.EdgeShard.load(str(shard_dir))
             else:
                 record = make_record(spec, spec.identity)
                 tmp = folder / (SIDECAR + ".tmp")
@@ -281,24 +348,28 @@ class EdgeStore(ThreadedAsyncMixin):
                         f"cannot write {folder / SIDECAR}: {e.strerror or e}"
                     ) from None
                 with _engine(f"creating {shard_dir}"):
-                    self._shard = qe.EdgeShard.create(str(shard_dir), self._edge_config(spec))
+                    held.shard = qe.EdgeShard.create(str(shard_dir), self._edge_config(spec))
                 logger.info("created edge collection %r at %s", self.collection, folder)
         except BaseException:
-            self._unlock()
+            held.mutex.release()
+            self._release(held)
             raise
-        self._spec, self._record = spec, record
+        held.mutex.release()
+        self._held, self._spec, self._record = held, spec, record
 
     def close(self) -> None:
-        """Flush and release the shard and the lock (idempotent)."""
-        shard, self._shard = self._shard, None
-        if shard is not None:
-            with _engine("closing"):
-                try:
-                    if not self.read_only:
-                        shard.flush()
-                finally:
-                    shard.close()
-        self._unlock()
+        """Flush and release the shard and the lock (idempotent); a shard other stores of this
+        process still use stays open for them."""
+        held, self._held = self._held, None
+        if held is None:
+            return
+        try:
+            with held.mutex:
+                if held.shard is not None and not self.read_only:
+                    with _engine("flush"):
+                        held.shard.flush()
+        finally:
+            self._release(held)
 
     def identity(self) -> dict[str, Any] | None:
         """The identity record of the open collection (``None`` before :meth:`open`)."""
