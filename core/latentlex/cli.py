@@ -40,6 +40,16 @@ def command(
     return wrap
 
 
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    return n
+
+
 # ---------------------------------------------------------------------------- train
 def _run_train(args: argparse.Namespace) -> int:
     from .fit import FitConfig, fit_sae
@@ -147,7 +157,7 @@ def _cfg_encode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sae", required=True)
     p.add_argument("--model", default=None)
     p.add_argument("--query", action="store_true", help="query-side weights")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=_positive_int, default=10)
     p.add_argument("--json", action="store_true")
 
 
@@ -167,10 +177,61 @@ def _add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collection", default="latentlex")
 
 
+def _check_folder_arg(flag: str, value: str | None) -> None:
+    """A folder argument must be a folder, or a path where one can be created."""
+    if value is None:
+        return
+    p = Path(value).expanduser()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                what = "is" if q == p else f"lies under {str(q)!r}, which is"
+                raise LatentLexError(f"{flag} {value!r} {what} a file, not a folder")
+            return
+
+
+def _check_store_arg(args: argparse.Namespace) -> None:
+    """Refuse a bad --store or --url before the SAE, the backbone or the store is opened."""
+    url = getattr(args, "url", None)
+    if not url:
+        _check_folder_arg("--store", getattr(args, "store", None))
+        return
+    from urllib.parse import urlsplit
+
+    from ._redact import redact_url
+
+    try:
+        parts = urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not port_ok
+        or any(c.isspace() for c in url)
+    ):
+        raise LatentLexError(
+            f"--url {redact_url(url)!r} is not an http(s)://host[:port] URL (a password with "
+            "'/', '#', '?' or '@' must be percent-encoded; better, pass the key in "
+            "$QDRANT_API_KEY)"
+        )
+
+
+def _where(args: argparse.Namespace) -> str:
+    """The store of a command, for messages (a URL with its secrets redacted)."""
+    from ._redact import redact_url
+
+    return redact_url(args.url) if args.url else str(args.store)
+
+
 def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
     import os
 
     from .index import LatentIndex
+
+    _check_store_arg(args)
 
     encoder: Any = args.sae
     if getattr(args, "model", None):
@@ -190,14 +251,18 @@ def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
 def _collection_exists(args: argparse.Namespace) -> bool:
     """Whether the collection ``index`` writes to already exists (before it is opened)."""
     if args.url:
+        from ._redact import redact_text, url_secrets
         from .store import ClientStore
 
-        store = ClientStore(
-            args.url, api_key=os.environ.get("QDRANT_API_KEY"), collection=args.collection
-        )
+        api_key = os.environ.get("QDRANT_API_KEY")
+        store = ClientStore(args.url, api_key=api_key, collection=args.collection)
         try:
-            with store._call("checking the collection"):
-                return bool(store.client.collection_exists(args.collection))
+            return bool(store.client.collection_exists(args.collection))
+        except Exception as exc:  # the client raises many types; one clear, redacted error
+            raise StoreError(
+                f"cannot reach Qdrant at {_where(args)} (checking the collection): "
+                + redact_text(f"{type(exc).__name__}: {exc}", [*url_secrets(args.url), api_key])
+            ) from None
         finally:
             store.close()
     from .store.edge import SHARD_DIR
@@ -234,48 +299,49 @@ def _run_index(args: argparse.Namespace) -> int:
 
     from tqdm.auto import tqdm
 
-    from .corpus import count_documents, read_corpus
+    from . import corpus
 
-    # The corpus is streamed: at most --chunk-size documents are held at a time. read_corpus
-    # validates every file (JSON, ids, duplicates) before it yields the first document, and the
-    # first chunk is read before the collection is opened (or recreated), so a bad corpus fails
-    # before anything is touched. Each chunk is written batch by batch with skip_unchanged: a
-    # re-run (or a run after a crash) skips the documents already stored with the same content.
-    # A new collection gets the lexical BM25 leg with avg_len measured on that first chunk.
-    docs = read_corpus(args.corpus)
-    chunk = list(islice(docs, args.chunk_size))
-    total_docs = None if args.quiet else count_documents(args.corpus)
-    lexical = _index_lexical(args, [d.text for d in chunk])
-    index = _open_index(args, recreate=args.recreate, batch_size=args.batch_size, lexical=lexical)
-    seen = 0
-    written = 0
-    with index:
-        before = index.count()
-        bar = tqdm(total=total_docs, desc="indexing", unit="doc", disable=args.quiet)
-        try:
-            while chunk:
-                for start in range(0, len(chunk), args.batch_size):
-                    part = chunk[start : start + args.batch_size]
-                    written += len(index.add_documents(part, skip_unchanged=True))
-                    seen += len(part)
-                    bar.update(len(part))
-                    bar.set_postfix(written=written, skipped=seen - written, refresh=False)
-                chunk = list(islice(docs, args.chunk_size))
-        finally:
-            bar.close()
-        total = index.count()
+    # Nothing stored is lost by a failing run. The corpus is first checked in one streaming
+    # pass (bounded memory: one line at a time and 8 bytes per document id): every line is
+    # parsed and every document checked exactly as the index will store it (id, text, metadata;
+    # duplicates; an empty corpus is an error). Only then are the SAE, the backbone and the store
+    # opened, and only then does --recreate drop the collection. A corpus that passes the check
+    # cannot fail half-way; a run stopped by something else (a kill, a store error) is resumed
+    # by running it again: each chunk is written batch by batch with skip_unchanged, so what is
+    # already stored with the same content is skipped. Documents are then streamed again, at
+    # most --chunk-size at a time; a new collection's lexical leg gets avg_len measured on the
+    # first chunk.
+    _check_store_arg(args)
+    with corpus.open_corpus(args.corpus) as files:
+        total_docs = corpus.validate_corpus(files)
+        docs = corpus.read_corpus(files, validate=False)
+        chunk = list(islice(docs, args.chunk_size))
+        lexical = _index_lexical(args, [d.text for d in chunk])
+        index = _open_index(
+            args, recreate=args.recreate, batch_size=args.batch_size, lexical=lexical
+        )
+        seen = 0
+        written = 0
+        with index:
+            before = index.count()
+            bar = tqdm(total=total_docs, desc="indexing", unit="doc", disable=args.quiet)
+            try:
+                while chunk:
+                    for start in range(0, len(chunk), args.batch_size):
+                        part = chunk[start : start + args.batch_size]
+                        written += len(index.add_documents(part, skip_unchanged=True))
+                        seen += len(part)
+                        bar.update(len(part))
+                        bar.set_postfix(written=written, skipped=seen - written, refresh=False)
+                    chunk = list(islice(docs, args.chunk_size))
+            finally:
+                bar.close()
+            total = index.count()
     skipped = seen - written
     if skipped:
         print(f"resumed: {skipped} documents already indexed with the same content were skipped")
     print(f"indexed {written} documents ({before} before, {total} now) into {args.collection!r}")
     return 0
-
-
-def _positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
 
 
 @command("index", "encode a corpus and write it into a collection (streamed, resumable)")
@@ -307,19 +373,42 @@ def _cfg_index(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true")
 
 
+#: Limits of one --filter value (JSON): a filter is a few conditions, never a document.
+MAX_FILTER_BYTES = 64 << 10
+MAX_FILTER_DEPTH = 8
+
+
 def _parse_filters(items: list[str]) -> dict[str, object] | None:
+    """``--filter key=value`` items; a value is parsed as JSON when it is JSON, else a string.
+
+    Raises:
+        ConfigError: not ``key=value``, or a JSON value over 64 KiB or nested deeper than 8.
+    """
+    from .errors import ConfigError
+    from .safeio import loads_capped
+
     if not items:
         return None
     out: dict[str, object] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--filter takes key=value, got {item!r}")
+            raise ConfigError(f"--filter takes key=value, got {item!r}")
+        where = f"--filter {key}"
         parsed: object
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
+        if value.lstrip()[:1] in ("{", "["):
+            parsed = loads_capped(
+                value, where=where, max_bytes=MAX_FILTER_BYTES, max_depth=MAX_FILTER_DEPTH
+            )
+        else:
+            try:
+                parsed = loads_capped(value, where=where, max_bytes=MAX_FILTER_BYTES)
+            except ConfigError:
+                parsed = value  # a plain string
+        if isinstance(parsed, str) and len(parsed.encode("utf-8", "surrogatepass")) > (
+            MAX_FILTER_BYTES
+        ):
+            raise ConfigError(f"{where}: over the {MAX_FILTER_BYTES:,}-byte limit")
         out[key] = parsed
     return out
 
@@ -346,8 +435,13 @@ def _leg(score: float | None, rank: int | None) -> str:
 
 
 def _run_search(args: argparse.Namespace) -> int:
+    from ._validate import has_surrogate
+    from .errors import ConfigError
     from .index import DEFAULT_FUSION
 
+    if has_surrogate(args.query):
+        raise ConfigError("the query holds bytes that are not valid UTF-8")
+    filters = _parse_filters(args.filter)  # refused before the model loads and the store opens
     index = _open_index(args)
     with index:
         hits = index.search(
@@ -356,7 +450,7 @@ def _run_search(args: argparse.Namespace) -> int:
             mode=args.mode,
             fusion=args.fusion or DEFAULT_FUSION,
             weights=args.weights,
-            filter=_parse_filters(args.filter),
+            filter=filters,
         )
         if args.json:
             print(json.dumps([h.__dict__ for h in hits], default=str))
@@ -381,7 +475,7 @@ def _cfg_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sae", required=True)
     p.add_argument("--model", default=None, help=_MODEL_HELP)
     _add_store_args(p)
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--k", type=_positive_int, default=10)
     p.add_argument(
         "--mode",
         choices=["hybrid", "dense", "sparse", "lexical"],
@@ -404,46 +498,63 @@ def _cfg_search(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--filter", action="append", default=[], help="key=value (value parsed as JSON)")
     p.add_argument("--explain", action="store_true")
-    p.add_argument("--explain-top", type=int, default=5)
+    p.add_argument("--explain-top", type=_positive_int, default=5)
     p.add_argument("--json", action="store_true")
 
 
 def _run_info(args: argparse.Namespace) -> int:
     import os
 
+    from ._redact import redact_text, url_secrets
+    from .safeio import MAX_CONFIG_BYTES, read_json_capped
     from .store import ClientStore, CollectionSpec, EdgeStore
     from .store.base import META_KEY
 
+    _check_store_arg(args)
     record: dict[str, object]
     if args.url:
         from qdrant_client import QdrantClient
 
-        client = QdrantClient(url=args.url, api_key=os.environ.get("QDRANT_API_KEY"), timeout=10)
+        api_key = os.environ.get("QDRANT_API_KEY")
+        secrets = [*url_secrets(args.url), api_key]
+        client = None
         try:
+            client = QdrantClient(url=args.url, api_key=api_key, timeout=10)
             meta = client.get_collection(args.collection).config.metadata or {}
             record = dict(meta.get(META_KEY) or {})
             count = client.count(args.collection, exact=True).count
         except Exception as exc:  # the client raises many types; report them as one clear error
             raise StoreError(
-                f"cannot read collection {args.collection!r} at {args.url}: {exc}"
+                f"cannot read collection {args.collection!r} at {_where(args)}: "
+                + redact_text(f"{type(exc).__name__}: {exc}", secrets)
             ) from None
         finally:
-            client.close()
+            if client is not None:
+                client.close()
         del ClientStore
     else:
         sidecar = Path(args.store) / args.collection / "latentlex.json"
         if not sidecar.is_file():
             raise StoreError(f"no latentlex collection {args.collection!r} in {args.store}")
-        record = json.loads(sidecar.read_text())[META_KEY]
-        lexical_name = record.get("lexical_name")
-        spec = CollectionSpec(
-            name=args.collection,
-            dense_dim=int(record["dense_dim"]),  # type: ignore[call-overload]
-            identity=dict(record["identity"]),  # type: ignore[call-overload]
-            dense_name=str(record["dense_name"]),
-            sparse_name=str(record["sparse_name"]),
-            lexical_name=None if lexical_name is None else str(lexical_name),
+        data = read_json_capped(
+            sidecar, max_bytes=MAX_CONFIG_BYTES, what="collection record", error=StoreError
         )
+        try:
+            record = dict(data[META_KEY])
+            lexical_name = record.get("lexical_name")
+            spec = CollectionSpec(
+                name=args.collection,
+                dense_dim=int(record["dense_dim"]),  # type: ignore[call-overload]
+                identity=dict(record["identity"]),  # type: ignore[call-overload]
+                dense_name=str(record["dense_name"]),
+                sparse_name=str(record["sparse_name"]),
+                lexical_name=None if lexical_name is None else str(lexical_name),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{sidecar}: not a latentlex collection record ({type(exc).__name__}: {exc}); "
+                "rebuild the collection with latentlex index --recreate"
+            ) from None
         store = EdgeStore(args.store, collection=args.collection, read_only=True)
         store.open(spec)
         try:
@@ -532,7 +643,12 @@ def _cfg_eval(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--systems", default=None, help="comma-separated (default: all)")
     p.add_argument("--split", default="test")
-    p.add_argument("--queries", type=int, default=None, help="evaluate a random subset of queries")
+    p.add_argument(
+        "--queries",
+        type=_positive_int,
+        default=None,
+        help="evaluate a random subset of queries",
+    )
     p.add_argument("--out", default=None, help="write results.json, results.md and plots here")
 
 
@@ -559,18 +675,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OpenMP threads that spin while idle cost one-query latency 3-10x on a busy machine; the
     # CLI sets the passive policy unless the user chose one (it must be set before torch loads).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from ._redact import redact_text
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for h in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in h.filters):
+            h.addFilter(_RedactingFilter())
     handler = _COMMANDS[args.command][1]
     try:
+        # folder arguments are checked before any work (a file where a folder is expected)
+        for flag in ("cache_dir", "out"):
+            _check_folder_arg(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
         return handler(args)
     except LatentLexError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # one line, secrets redacted (a URL's user-info, api_key=..., the QDRANT_API_KEY value)
+        message = " ".join(str(exc).split("\n"))
+        secrets = [os.environ.get("QDRANT_API_KEY"), os.environ.get("HF_TOKEN")]
+        print(f"error: {redact_text(message, secrets)}", file=sys.stderr)
         return 2
+
+
+class _RedactingFilter(logging.Filter):
+    """Redacts URLs' user-info and secret query values in every log line the CLI prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from ._redact import redact_text
+
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error report
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,6 +30,7 @@ import threading
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
+from latentlex._redact import redact_text, redact_url, url_secrets
 from latentlex.errors import CollectionMismatchError, ConfigError, LatentLexError, StoreError
 from latentlex.store.base import (
     META_KEY,
@@ -127,6 +128,8 @@ class _Core:
         )
         if url is None and location is None and path is None:
             location = ":memory:"
+        # secrets (the URL's user-info, api_key=..., the API key) never reach a message
+        self._secrets = [*url_secrets(url), api_key]
         self.where = (
             _redact(url) if url else (f"local path {path}" if path else f"local {location}")
         )
@@ -162,10 +165,15 @@ class _Core:
                 "ConnectTimeout",
             ) or isinstance(e, (ConnectionError, TimeoutError)):
                 raise StoreError(
-                    f"cannot reach Qdrant at {self.where} ({what}): {e}; check the URL, the "
-                    f"server and the network"
+                    redact_text(
+                        f"cannot reach Qdrant at {self.where} ({what}): {e}; check the URL, the "
+                        f"server and the network",
+                        self._secrets,
+                    )
                 ) from e
-            raise StoreError(f"Qdrant at {self.where}: {what} failed: {_describe(e)}") from e
+            raise StoreError(
+                redact_text(f"Qdrant at {self.where}: {what} failed: {_describe(e)}", self._secrets)
+            ) from e
 
     # -- collection -----------------------------------------------------------------------------
 
@@ -857,16 +865,5 @@ class AsyncClientStore(_ClientStoreBase):
 
 
 def _redact(url: str) -> str:
-    """A URL without its user:password part, for messages and logs."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    """A URL without its user-info and secret query values, for messages and logs."""
+    return redact_url(url)
