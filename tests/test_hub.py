@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from fake_hub import FakeHub
-from latentlex.converters import CONVERTERS, detect_format, load_folder
+from latentlex.converters import CONVERTERS, detect_format
+from latentlex.loading import load_folder
 from latentlex.errors import BackboneMismatchError, ConfigError, HubError, SAEFormatError
 from latentlex.hub import (
     CLI_COMMANDS,
@@ -106,7 +107,11 @@ def test_registry_and_detection(tmp_path):
     assert detect_format({"d_in": 8, "d_sae": 32, "k": 4}, ["sae_weights.safetensors"]) == "saelens"
     legacy = {"d_in": 8, "expansion_factor": 4, "k": 4}
     assert detect_format(legacy, ["sae.safetensors"]) == "sparsify"
-    assert detect_format(legacy, ["sae.safetensors"], hint="latentsae") == "latentsae"
+    # latentsae 0.1.x writes the same keys: its folders are named {k}_{expansion_factor}
+    assert detect_format(legacy, ["sae.safetensors"], "4_4") == "latentsae"
+    assert detect_format(legacy, ["sae.safetensors"], "sae_4_4.run1") == "latentsae"
+    assert detect_format(legacy, ["sae.safetensors"], "8_4") == "sparsify"  # k differs
+    assert detect_format({**legacy, "activation": "topk"}, ["sae.safetensors"], "4_4") == "sparsify"
     assert detect_format({**legacy, "sae_type": "topk"}, ["sae.safetensors"]) == "latentsae"
     assert detect_format(tiny_sae().cfg.to_dict(), ["sae.safetensors"]) == "latentlex"
     with pytest.raises(SAEFormatError, match="known formats"):
@@ -190,10 +195,10 @@ def test_latentsae_unsupported_type_refused_before_reading_weights(tmp_path):
     folder = tmp_path / "j"
     folder.mkdir()
     (folder / "cfg.json").write_text(
-        json.dumps({"d_in": D, "expansion_factor": 4, "k": K, "sae_type": "jumprelu"})
+        json.dumps({"d_in": D, "expansion_factor": 4, "k": K, "sae_type": "GATED"})
     )
     (folder / "sae.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(SAEFormatError, match="jumprelu"):
+    with pytest.raises(SAEFormatError, match="'GATED' is not supported: a gate path"):
         load_folder(folder, backbone="b")
 
 
@@ -250,11 +255,19 @@ def test_saelens_old_style_config_and_refusals(tmp_path):
         "d_sae": W,
         "architecture": "topk",
         "k": 3,
-        "normalize_activations": "layer_norm",
+        "normalize_activations": "expected_average_only_in",
     }
     write(tmp_path / "ln", norm, tensors, "sae_weights.safetensors")
-    with pytest.raises(SAEFormatError, match="normalize_activations"):
+    with pytest.raises(SAEFormatError, match="dataset-wide factor .* outside this file"):
         load_folder(tmp_path / "ln", backbone="b")
+    write(
+        tmp_path / "w",
+        {**norm, "normalize_activations": "covariance_whitening"},
+        tensors,
+        "sae_weights.safetensors",
+    )
+    with pytest.raises(SAEFormatError, match="whitens inputs .* not in this file"):
+        load_folder(tmp_path / "w", backbone="b")
 
 
 def test_absurd_width_is_refused_before_reading_weights(tmp_path):
@@ -281,7 +294,7 @@ def test_bad_config_files_and_paths(tmp_path):
     with pytest.raises(SAEFormatError, match=r"cfg\.json.*JSON"):
         from_pretrained(str(folder))
     (folder / "cfg.json").write_text(" " * (1 << 20) + "{}")
-    with pytest.raises(SAEFormatError, match="too large"):
+    with pytest.raises(SAEFormatError, match="too large|over the .*limit"):
         from_pretrained(str(folder))
     for sub in ("../x", "/etc", "a/../../b", "a\\b"):
         with pytest.raises(ConfigError):
@@ -462,7 +475,11 @@ def test_latentsae_repo_gives_a_working_pooled_sae(hub, tmp_path, backbone):
     hub.add_repo(repo, latentsae_repo_files())
     with pytest.raises(SAEFormatError, match="subfolder= one of: 128_4, 64_8"):
         from_pretrained(repo, cache_dir=tmp_path / "c")
-    sae = from_pretrained(repo, subfolder="64_8", cache_dir=tmp_path / "c")
+    # latentsae configs do not name their backbone: the message says what to pass
+    with pytest.raises(ConfigError, match="does not name the backbone.*backbone="):
+        from_pretrained(repo, subfolder="64_8", cache_dir=tmp_path / "c")
+    minilm = "sentence-transformers/all-MiniLM-L6-v2"
+    sae = from_pretrained(repo, subfolder="64_8", cache_dir=tmp_path / "c", backbone=minilm)
     cfg = sae.cfg
     assert (cfg.mode, cfg.architecture, cfg.width, cfg.k) == ("pooled", "topk", 3072, 64)
     assert cfg.backbone == "sentence-transformers/all-MiniLM-L6-v2" and cfg.avgdl is None

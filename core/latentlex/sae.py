@@ -1,14 +1,16 @@
-"""Sparse autoencoders over backbone states: TopK (Latent Terms) and BatchTopK (CL-SR).
+"""Sparse autoencoders over backbone states: TopK (Latent Terms), BatchTopK (CL-SR), JumpReLU.
 
 A saved SAE is a folder with ``cfg.json`` (:class:`SAEConfig`) and ``sae.safetensors``
-(``W_enc``, ``b_enc``, ``W_dec``, ``b_dec``). ``cfg["architecture"]`` picks the class through
-:data:`ARCHITECTURES`, so a new variant plugs in with :func:`register`.
+(``W_enc``, ``b_enc``, ``W_dec``, ``b_dec``, plus ``threshold`` for JumpReLU).
+``cfg["architecture"]`` picks the class through :data:`ARCHITECTURES`, so a new variant plugs in
+with :func:`register`. This module is the model only: SAEs of other libraries are converted by
+:mod:`latentlex.converters` / :mod:`latentlex.loading`, and the Hub is :mod:`latentlex.hub`.
 
 The training forward never builds a dense ``[batch, width]`` activation matrix for autograd:
 the encoder pre-activations are computed once without grad (the one dense matmul, optionally
 in bf16 or through NumPy's BLAS), the top-k are selected from them, and two small autograd
 functions carry the gradient through the ``k`` active latents per row only
-(:class:`_GatherEncode`, :class:`_GatherDecode`). :meth:`SparseAutoencoder.forward_naive` is
+(:mod:`latentlex.kernels`). :meth:`SparseAutoencoder.forward_naive` is
 the plain dense reference they are tested against.
 """
 
@@ -19,7 +21,6 @@ import json
 import logging
 import math
 import os
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,10 +33,15 @@ from torch import Tensor, nn
 
 from ._validate import canonical_layer
 from .errors import BackboneMismatchError, ConfigError, SAEFormatError
+from .kernels import GatherDecode, GatherEncode, Pattern, topk_rows
+from .labelfile import read_label_map
+from .safeio import check_safetensors, read_json_capped, resolve_inside
 
 __all__ = [
     "ARCHITECTURES",
     "FORMAT_VERSION",
+    "INPUT_NORMS",
+    "LOAD_DTYPES",
     "MAX_D_IN",
     "MAX_WIDTH",
     "SAE_CONFIG_NAME",
@@ -43,8 +49,11 @@ __all__ = [
     "BatchTopKSAE",
     "EncoderOutput",
     "ForwardOutput",
+    "JumpReLUSAE",
     "SAEConfig",
     "SparseAutoencoder",
+    "cast_weights",
+    "load_dtype",
     "register",
     "topk_rows",
 ]
@@ -60,6 +69,11 @@ MAX_CONFIG_BYTES = 1 << 20
 MODES = ("token", "pooled")
 WEIGHT_NAMES = ("W_enc", "b_enc", "W_dec", "b_dec")
 COMPUTE_DTYPES = ("fp32", "bf16")
+INPUT_NORMS = ("none", "layer_norm", "constant_norm_rescale")
+"""Per-input normalisations applied before encoding (SAELens ``normalize_activations``)."""
+LOAD_DTYPES = ("float32", "file")
+"""``dtype`` choices on load: compute in fp32 (default), or in the weights file's own dtype."""
+_LN_EPS = 1e-5  # SAELens' layer_norm epsilon
 MATMUL_BACKENDS = ("torch", "numpy")
 _ENCODE_CHUNK = 4096  # rows per dense [rows, width] pre-activation block at inference
 
@@ -89,13 +103,21 @@ class SAEConfig:
     k: int = 16
     """Active latents per row (topk) or per row on average over a batch (batchtopk)."""
     architecture: str = "topk"
-    """Registry key: 'topk' (Latent Terms) or 'batchtopk' (CL-SR)."""
+    """Registry key: 'topk' (Latent Terms), 'batchtopk' (CL-SR) or 'jumprelu' (per-latent
+    thresholds, inference only: SAELens JumpReLU and BatchTopK saves, latentsae JumpReLU)."""
     mode: str = "token"
     """'token' (one row per token state) or 'pooled' (one row per text)."""
     threshold: float | None = None
-    """batchtopk: inference threshold θ (calibrated in training)."""
+    """batchtopk: inference threshold θ (calibrated in training); activations ``>= θ`` are kept,
+    as in latentsae. (jumprelu keeps one threshold per latent, in the weights file.)"""
     max_active: int | None = None
-    """batchtopk: cap on active latents per row (default 4*k)."""
+    """batchtopk: cap on active latents per row (default 4*k). jumprelu: optional cap (None:
+    every latent over its threshold is kept, as in SAELens)."""
+    input_norm: str = "none"
+    """Normalisation of each input row before encoding: 'none', 'layer_norm' (subtract the
+    row's mean, divide by its std + 1e-5) or 'constant_norm_rescale' (scale the row to norm
+    sqrt(d_in)), as SAELens ``normalize_activations``; :meth:`SparseAutoencoder.reconstruct`
+    undoes it."""
     backbone: str | None = None
     """Backbone name or path the SAE was trained on."""
     backbone_fingerprint: str | None = None
@@ -144,6 +166,10 @@ class SAEConfig:
             )
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {list(MODES)}, got {self.mode!r}")
+        if self.input_norm not in INPUT_NORMS:
+            raise ConfigError(
+                f"input_norm must be one of {list(INPUT_NORMS)}, got {self.input_norm!r}"
+            )
         if self.format_version < 1 or self.format_version > FORMAT_VERSION:
             raise ConfigError(
                 f"format_version {self.format_version} is not supported (this latentlex reads "
@@ -241,140 +267,6 @@ class ForwardOutput(NamedTuple):
     """AuxK loss (dead latents predicting the residual), already scaled; 0 without dead latents."""
 
 
-# ----------------------------------------------------------------------------- hot path kernels
-
-
-def topk_rows(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """The ``k`` largest entries of each row of ``pre`` (values, int64 indices), unordered.
-
-    Wide rows go through block maxima: a row's top-k entries all lie in its ``k`` blocks with
-    the largest maxima, so only ``k * 32`` candidates per row need a real top-k (on CPU,
-    ``torch.topk`` costs far more per element than a block-max pass). Same result as
-    ``pre.topk(k)`` up to the order of entries and the choice among ties.
-    """
-    n, width = pre.shape
-    bs = 32
-    nb = width // bs
-    if width % bs or nb < 4 * k or pre.device.type != "cpu":
-        v, i = pre.topk(k, dim=1, sorted=False)
-        return v, i
-    blocks = pre.view(n, nb, bs).amax(dim=2).topk(k, dim=1, sorted=False).indices  # [n, k]
-    rows = torch.arange(n, device=pre.device).unsqueeze(1) * nb
-    cand = pre.view(n * nb, bs).index_select(0, (blocks + rows).view(-1)).view(n, k * bs)
-    v, j = cand.topk(k, dim=1, sorted=False)
-    idx = blocks.gather(1, torch.div(j, bs, rounding_mode="floor")) * bs + j.remainder(bs)
-    return v, idx
-
-
-class _Pattern:
-    """The transposed sparsity pattern of a ``[B, m]`` latent-index matrix (CSR over latents).
-
-    Built once per batch and shared by encoder and decoder backward: ``t_matmul(values, dense)``
-    is ``S^T @ dense`` for the ``[B, width]`` sparse matrix ``S`` with ``values`` at ``indices``,
-    i.e. the weight gradient ``Σ_{(b,i): idx=j} values[b,i] * dense[b]`` in O(B·m·d).
-    """
-
-    def __init__(self, indices: Tensor, width: int) -> None:
-        flat = indices.reshape(-1)
-        self.order = torch.argsort(flat, stable=True)
-        m = indices.shape[1]
-        self.cols = torch.div(self.order, m, rounding_mode="floor")
-        counts = torch.bincount(flat, minlength=width)
-        self.crow = torch.zeros(width + 1, dtype=torch.int64, device=indices.device)
-        torch.cumsum(counts, 0, out=self.crow[1:])
-        self.shape = (width, indices.shape[0])
-
-    def t_matmul(self, values: Tensor, dense: Tensor) -> Tensor:
-        vals = values.reshape(-1)[self.order].to(dense.dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta"
-            s = torch.sparse_csr_tensor(
-                self.crow, self.cols, vals, self.shape, check_invariants=False
-            )
-            return s @ dense
-
-
-def _rowwise_dot(indices: Tensor, weight: Tensor, grad: Tensor) -> Tensor:
-    """``out[b, i] = weight[indices[b, i]] · grad[b]`` without a dense ``[B, width]`` product.
-
-    ``indices`` must be sorted along each row (a valid CSR pattern); a sampled matmul computes
-    only those ``B * m`` dot products.
-    """
-    n, m = indices.shape
-    crow = torch.arange(0, n * m + 1, m, device=indices.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        pattern = torch.sparse_csr_tensor(
-            crow,
-            indices.reshape(-1),
-            torch.zeros(n * m, dtype=grad.dtype, device=grad.device),
-            (n, weight.shape[0]),
-            check_invariants=False,
-        )
-        out = torch.sparse.sampled_addmm(pattern, grad, weight.t(), beta=0.0)
-    return out.values().view(n, m)
-
-
-class _GatherEncode(torch.autograd.Function):
-    """``acts = relu(top_pre)``; backward touches only the selected latents of each row.
-
-    ``top_pre`` holds the pre-activations ``sae_in · W_enc[idx] + b_enc[idx]`` already
-    computed (without grad) by the dense selection matmul; entries zeroed by the caller are
-    inactive padding.
-    """
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        sae_in: Tensor,
-        w_enc: Tensor,
-        b_enc: Tensor,
-        top_pre: Tensor,
-        indices: Tensor,
-        pattern: _Pattern,
-    ) -> Tensor:
-        acts = top_pre.clamp_min(0)
-        ctx.save_for_backward(sae_in, w_enc, indices, acts)
-        ctx.pattern = pattern
-        return acts
-
-    @staticmethod
-    def backward(ctx: Any, grad_acts: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        sae_in, w_enc, indices, acts = ctx.saved_tensors
-        g = grad_acts * (acts > 0)
-        grad_in = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_in = F.embedding_bag(indices, w_enc, per_sample_weights=g, mode="sum")
-        if ctx.needs_input_grad[1]:
-            grad_w = ctx.pattern.t_matmul(g, sae_in)
-        if ctx.needs_input_grad[2]:
-            grad_b = torch.zeros(w_enc.shape[0], dtype=g.dtype, device=g.device)
-            grad_b.index_add_(0, indices.reshape(-1), g.reshape(-1))
-        return grad_in, grad_w, grad_b, None, None, None
-
-
-class _GatherDecode(torch.autograd.Function):
-    """``y[b] = Σ_i acts[b, i] · W_dec[idx[b, i]]`` (no bias), gathering only active atoms."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, acts: Tensor, indices: Tensor, w_dec: Tensor, pattern: _Pattern
-    ) -> Tensor:
-        ctx.save_for_backward(acts, indices, w_dec)
-        ctx.pattern = pattern
-        return F.embedding_bag(indices, w_dec, per_sample_weights=acts, mode="sum")
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        acts, indices, w_dec = ctx.saved_tensors
-        grad_acts = grad_w = None
-        if ctx.needs_input_grad[0]:
-            grad_acts = _rowwise_dot(indices, w_dec, grad_out)
-        if ctx.needs_input_grad[2]:
-            grad_w = ctx.pattern.t_matmul(acts, grad_out)
-        return grad_acts, None, grad_w, None
-
-
 # ----------------------------------------------------------------------------- the model
 
 ARCHITECTURES: dict[str, type[SparseAutoencoder]] = {}
@@ -416,6 +308,8 @@ class SparseAutoencoder(nn.Module):
     """
 
     architecture_name = "topk"
+    trainable: bool = True
+    """Whether :meth:`forward` can train this architecture (JumpReLU cannot)."""
     cfg: SAEConfig
 
     def __new__(cls, cfg: SAEConfig | None = None, *args: Any, **kwargs: Any) -> SparseAutoencoder:
@@ -453,6 +347,16 @@ class SparseAutoencoder(nn.Module):
         self.matmul_backend = "torch"
         self._workspace: dict[str, Tensor] = {}
         self.labels: dict[int, str] = {}
+
+    @classmethod
+    def weight_shapes(cls, cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+        """The tensors of ``sae.safetensors`` and their shapes for ``cfg``."""
+        return {
+            "W_enc": (cfg.width, cfg.d_in),
+            "b_enc": (cfg.width,),
+            "W_dec": (cfg.width, cfg.d_in),
+            "b_dec": (cfg.d_in,),
+        }
 
     # -- configuration of the training forward
 
@@ -529,13 +433,27 @@ class SparseAutoencoder(nn.Module):
 
     # -- public API
 
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> EncoderOutput:
-        """Active latents of each row of ``x`` ([N, d_in], any float dtype), in fp32.
+    def _normalize_input(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """``x`` normalised per row as ``cfg.input_norm`` says, and the per-row statistics.
 
-        Rows are processed in blocks, so memory stays bounded for any ``N``; entries of a row
-        are sorted by decreasing activation.
+        SAELens' runtime normalisations, step for step: ``constant_norm_rescale`` multiplies a
+        row by ``coeff = sqrt(d_in) / ||x||`` (statistics ``(coeff,)``, undone by dividing by
+        it); ``layer_norm`` subtracts the row's mean and divides by its (unbiased) std + 1e-5
+        (statistics ``(std, mean)``, undone by ``* std + mean``, without the epsilon, as SAELens
+        does).
         """
+        norm = self.cfg.input_norm
+        if norm == "constant_norm_rescale":
+            coeff = (self.cfg.d_in**0.5) / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            return x * coeff, (coeff,)
+        if norm == "layer_norm":
+            mu = x.mean(dim=-1, keepdim=True)
+            centred = x - mu
+            std = centred.std(dim=-1, keepdim=True)
+            return centred / (std + _LN_EPS), (std, mu)
+        return x, ()
+
+    def _check_input(self, x: Tensor) -> None:
         if x.ndim != 2:
             raise ValueError(
                 f"encode expects a 2-D [N, {self.cfg.d_in}] tensor, got {tuple(x.shape)}"
@@ -546,20 +464,51 @@ class SparseAutoencoder(nn.Module):
                 f"(trained on backbone {self.cfg.backbone!r}); use the SAE trained for this "
                 "backbone"
             )
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> EncoderOutput:
+        """Active latents of each row of ``x`` ([N, d_in], any float dtype), in fp32.
+
+        The arithmetic runs in the weights' dtype (fp32 unless loaded with ``dtype="file"``);
+        rows are processed in blocks, so memory stays bounded for any ``N``; entries of a row
+        are sorted by decreasing activation, zero entries are padding.
+        """
+        self._check_input(x)
         w = self.W_enc
         x = x.to(device=w.device, dtype=w.dtype)
         vals: list[Tensor] = []
         idxs: list[Tensor] = []
         for chunk in x.split(_ENCODE_CHUNK):
+            chunk, _ = self._normalize_input(chunk)
             pre = torch.addmm(self.b_enc, chunk - self.b_dec, w.t())
             v, i = self._select_infer(pre)
             v, order = v.float().sort(dim=1, descending=True)
             vals.append(v)
             idxs.append(i.gather(1, order))
         if not vals:
-            m = self._select_infer(x.new_zeros(1, self.cfg.width))[0].shape[1]
-            return EncoderOutput(x.new_zeros(0, m), torch.zeros(0, m, dtype=torch.int64))
+            m = self._select_infer(w.new_zeros(1, self.cfg.width))[0].shape[1]
+            empty = torch.zeros(0, m, dtype=torch.float32, device=w.device)
+            return EncoderOutput(empty, torch.zeros(0, m, dtype=torch.int64, device=w.device))
+        m = max(v.shape[1] for v in vals)  # jumprelu: the active count varies by block
+        if any(v.shape[1] != m for v in vals):
+            vals = [F.pad(v, (0, m - v.shape[1])) for v in vals]
+            idxs = [F.pad(i, (0, m - i.shape[1])) for i in idxs]
         return EncoderOutput(torch.cat(vals), torch.cat(idxs))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """``x_hat`` of each row of ``x``, in the input's own space (``input_norm`` undone).
+
+        Same as ``decode(*encode(x))`` when ``cfg.input_norm`` is 'none'.
+        """
+        out = self.encode(x)
+        y = self.decode(out.top_acts, out.top_indices)
+        if self.cfg.input_norm == "none":
+            return y
+        _, stats = self._normalize_input(x.to(device=y.device, dtype=y.dtype))
+        if self.cfg.input_norm == "constant_norm_rescale":
+            return y / stats[0]
+        return y * stats[0] + stats[1]
 
     def decode(self, top_acts: Tensor, top_indices: Tensor) -> Tensor:
         """``x_hat`` from active latents, gathering only their atoms (never ``[N, width]``)."""
@@ -582,6 +531,7 @@ class SparseAutoencoder(nn.Module):
             dead_mask: [width] bool, latents counted as dead for the AuxK loss.
             k_aux: dead latents per row in the AuxK loss (default ``d_in // 2``).
         """
+        self._check_trainable()
         x = x.to(self.W_enc.dtype)
         sae_in = x - self.b_dec
         with torch.no_grad():
@@ -589,15 +539,16 @@ class SparseAutoencoder(nn.Module):
             top_pre, top_idx = self._select_train(pre)
             top_idx, order = top_idx.sort(dim=1)  # row-sorted: a valid CSR pattern
             top_pre = top_pre.gather(1, order)
-            pattern = _Pattern(top_idx, self.cfg.width)
-        acts = _GatherEncode.apply(sae_in, self.W_enc, self.b_enc, top_pre, top_idx, pattern)
-        x_hat = _GatherDecode.apply(acts, top_idx, self.W_dec, pattern) + self.b_dec
+            pattern = Pattern(top_idx, self.cfg.width)
+        acts = GatherEncode.apply(sae_in, self.W_enc, self.b_enc, top_pre, top_idx, pattern)
+        x_hat = GatherDecode.apply(acts, top_idx, self.W_dec, pattern) + self.b_dec
         return self._losses(x, sae_in, x_hat, acts, top_idx, dead_mask, k_aux)
 
     def forward_naive(
         self, x: Tensor, dead_mask: Tensor | None = None, *, k_aux: int | None = None
     ) -> ForwardOutput:
         """The dense reference of :meth:`forward`: dense [B, width] codes and plain autograd."""
+        self._check_trainable()
         x = x.to(self.W_enc.dtype)
         sae_in = x - self.b_dec
         dense = F.relu(sae_in @ self.W_enc.t() + self.b_enc)
@@ -605,6 +556,18 @@ class SparseAutoencoder(nn.Module):
         z = torch.zeros_like(dense).scatter(1, top_idx, acts)
         x_hat = z @ self.W_dec + self.b_dec
         return self._losses(x, sae_in, x_hat, acts, top_idx, dead_mask, k_aux)
+
+    def _check_trainable(self) -> None:
+        if not self.trainable:
+            raise ConfigError(
+                f"{self.architecture_name} SAEs are inference-only in latentlex (loaded from "
+                "other libraries); train a topk or batchtopk SAE"
+            )
+        if self.cfg.input_norm != "none":
+            raise ConfigError(
+                f"this SAE normalises its inputs ({self.cfg.input_norm}); latentlex trains on "
+                "raw states only: train a new SAE with input_norm='none'"
+            )
 
     def _losses(
         self,
@@ -662,8 +625,10 @@ class SparseAutoencoder(nn.Module):
             for key in ("architecture", "mode", "d_in", "width", "k", "threshold")
         }
         essentials["max_active"] = self.cfg.effective_max_active
+        if self.cfg.input_norm != "none":  # older fingerprints stay valid
+            essentials["input_norm"] = self.cfg.input_norm
         h.update(json.dumps(essentials, sort_keys=True).encode())
-        for name in WEIGHT_NAMES:
+        for name in self.weight_shapes(self.cfg):
             t = getattr(self, name).detach().to("cpu", torch.float32).contiguous()
             h.update(name.encode())
             h.update(t.numpy().tobytes())
@@ -682,7 +647,13 @@ class SparseAutoencoder(nn.Module):
             f"fingerprint {cfg.backbone_fingerprint})"
         )
         theirs = f"backbone {name!r} (dim {dim}, fingerprint {fingerprint})"
-        if dim != cfg.d_in or dim != expected_dim:
+        if cfg.d_in != expected_dim:  # the config contradicts itself: say so, not "384 vs 384"
+            raise BackboneMismatchError(
+                f"this SAE reads vectors of dim {cfg.d_in} (d_in) but its config says its "
+                f"backbone {cfg.backbone!r} has dim {expected_dim} (backbone_dim); it cannot be "
+                f"used with {theirs}: the SAE folder is inconsistent, retrain or re-convert it"
+            )
+        if dim != cfg.d_in:
             raise BackboneMismatchError(
                 f"this SAE was trained on {ours} but is used with {theirs}; load an SAE "
                 "trained for this backbone or train one with latentlex fit"
@@ -701,7 +672,9 @@ class SparseAutoencoder(nn.Module):
         folder.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg.to_dict()
         cfg["architecture"] = self.architecture_name
-        tensors = {n: getattr(self, n).detach().to("cpu").contiguous() for n in WEIGHT_NAMES}
+        tensors = {
+            n: getattr(self, n).detach().to("cpu").contiguous() for n in self.weight_shapes(self.cfg)
+        }
         tmp_w = folder / (SAE_WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp_w), metadata={"format": "latentlex-sae"})
         os.replace(tmp_w, folder / SAE_WEIGHTS_NAME)
@@ -711,12 +684,16 @@ class SparseAutoencoder(nn.Module):
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], device: str | torch.device | None = None
+        cls,
+        path: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        *,
+        dtype: str | torch.dtype = "float32",
     ) -> SparseAutoencoder:
         """Load a folder written by :meth:`save`; the class comes from ``cfg["architecture"]``.
 
         Sizes are validated from ``cfg.json`` and the safetensors header before any tensor is
-        read.
+        read. ``dtype`` is ``"float32"`` (default) or ``"file"`` (see :func:`load_dtype`).
 
         Raises:
             SAEFormatError: naming the file that is missing, corrupt, of an unknown architecture
@@ -725,15 +702,11 @@ class SparseAutoencoder(nn.Module):
         folder = Path(path)
         if not folder.is_dir():
             raise _fail(folder, "no such SAE folder (expected cfg.json + sae.safetensors)")
-        cfg_path = folder / SAE_CONFIG_NAME
+        # the folder is a sandbox: links out of it are refused, sizes and depth capped
+        cfg_path = resolve_inside(folder, SAE_CONFIG_NAME)
         if not cfg_path.is_file():
             raise _fail(cfg_path, "missing SAE config file")
-        if cfg_path.stat().st_size > MAX_CONFIG_BYTES:
-            raise _fail(cfg_path, f"larger than {MAX_CONFIG_BYTES:,} bytes: not an SAE config")
-        try:
-            raw = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise _fail(cfg_path, f"not valid JSON ({e})") from e
+        raw = read_json_capped(cfg_path, max_bytes=MAX_CONFIG_BYTES, what="SAE config")
         if not isinstance(raw, dict):
             raise _fail(cfg_path, "must hold a JSON object")
         arch = raw.get("architecture", "topk")
@@ -746,35 +719,51 @@ class SparseAutoencoder(nn.Module):
             cfg = SAEConfig.from_dict(raw)
         except (ConfigError, TypeError) as e:
             raise _fail(cfg_path, f"invalid SAE config: {e}") from e
-        tensors = _read_weights(folder / SAE_WEIGHTS_NAME, cfg)
-        sae = ARCHITECTURES[arch](cfg, device="meta")
+        target = load_dtype(dtype)
+        sae_cls = ARCHITECTURES[arch]
+        tensors = _read_weights(
+            resolve_inside(folder, SAE_WEIGHTS_NAME), sae_cls.weight_shapes(cfg), target
+        )
+        sae = sae_cls(cfg, device="meta")
         sae.load_state_dict(tensors, assign=True)
-        from .labels import read_label_map
-
         sae.labels = read_label_map(folder)
         return sae.to(device) if device is not None else sae
 
-    @classmethod
-    def from_pretrained(
-        cls, repo_id_or_path: str | os.PathLike[str], **kwargs: Any
-    ) -> SparseAutoencoder:
-        """Load from a local folder or the Hugging Face Hub; see :func:`latentlex.hub.from_pretrained`."""
-        from .hub import from_pretrained
 
-        return from_pretrained(repo_id_or_path, **kwargs)
+def load_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """The compute dtype a load asks for: ``torch.float32``, or None for the file's own dtype.
+
+    ``"float32"`` (the default everywhere) computes in fp32 whatever the file holds: a bf16 or
+    fp16 file is widened exactly (no value changes), and encoding is then the same on every
+    machine and close to the exact function, which is what BM25 weights and the calibrated
+    ``avgdl`` are measured with; CPUs also run fp32 matmuls fastest. ``"file"`` computes in the
+    dtype of the file's encoder weight, which reproduces the source library's own low-precision
+    activations (in bf16, fp32 arithmetic changes a few top-k sets: near-ties round apart).
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if dtype is None or dtype in ("float32", "fp32", torch.float32):
+        return torch.float32
+    if dtype == "file":
+        return None
+    raise ConfigError(f"dtype must be one of {list(LOAD_DTYPES)}, got {dtype!r}")
 
 
-def _read_weights(path: Path, cfg: SAEConfig) -> dict[str, Tensor]:
+def cast_weights(tensors: dict[str, Tensor], target: torch.dtype | None) -> dict[str, Tensor]:
+    """Every tensor in ``target`` (None: the dtype of ``W_enc``, the file's compute dtype)."""
+    dtype = target if target is not None else tensors["W_enc"].dtype
+    return {name: t.to(dtype) for name, t in tensors.items()}
+
+
+def _read_weights(
+    path: Path, expected: dict[str, tuple[int, ...]], target: torch.dtype | None
+) -> dict[str, Tensor]:
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise _fail(path, "missing SAE weights file")
-    expected = {
-        "W_enc": (cfg.width, cfg.d_in),
-        "b_enc": (cfg.width,),
-        "W_dec": (cfg.width, cfg.d_in),
-        "b_dec": (cfg.d_in,),
-    }
+    check_safetensors(path, expected)  # header, shapes, dtypes and total size, before mapping
     try:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
@@ -787,7 +776,7 @@ def _read_weights(path: Path, cfg: SAEConfig) -> dict[str, Tensor]:
                     raise _fail(path, f"tensor {name} has shape {got} but cfg.json implies {shape}")
                 if sl.get_dtype() not in ("F32", "F16", "BF16", "F64"):
                     raise _fail(path, f"tensor {name} has non-float dtype {sl.get_dtype()}")
-            tensors = {name: f.get_tensor(name).float() for name in expected}
+            tensors = {name: f.get_tensor(name) for name in expected}
     except SAEFormatError:
         raise
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -795,7 +784,7 @@ def _read_weights(path: Path, cfg: SAEConfig) -> dict[str, Tensor]:
     for name, t in tensors.items():
         if not bool(torch.isfinite(t).all()):
             raise _fail(path, f"tensor {name} holds NaN or infinite values")
-    return tensors
+    return cast_weights(tensors, target)
 
 
 @register("batchtopk")
@@ -805,8 +794,9 @@ class BatchTopKSAE(SparseAutoencoder):
     Training keeps the ``k * B`` largest activations of the whole batch (each row first capped
     at ``cfg.effective_max_active`` candidates, the same cap inference uses); the smallest kept
     activation of each batch feeds the running mean θ (:meth:`threshold_estimate`). Inference
-    keeps activations ``> cfg.threshold``, at most ``effective_max_active`` per row; without a
-    calibrated threshold it falls back to per-row top-k.
+    keeps activations ``>= cfg.threshold`` (as latentsae does, so its BatchTopK SAEs convert
+    exactly), at most ``effective_max_active`` per row; without a calibrated threshold it falls
+    back to per-row top-k.
     """
 
     architecture_name = "batchtopk"
@@ -856,4 +846,51 @@ class BatchTopKSAE(SparseAutoencoder):
             v, i = topk_rows(pre, self.cfg.k)
             return v.clamp_min_(0), i
         v, i = topk_rows(pre, self.cfg.effective_max_active)
-        return torch.where(v > theta, v, 0.0), i
+        v = v.clamp_min_(0)
+        return torch.where(v >= theta, v, 0.0), i
+
+
+@register("jumprelu")
+class JumpReLUSAE(SparseAutoencoder):
+    """JumpReLU sparse autoencoder (inference only): one learned threshold per latent.
+
+    ``z_j = relu(pre_j) · [pre_j > θ_j]`` with ``pre = W_enc (x - b_dec) + b_enc`` — SAELens'
+    JumpReLU (also how it saves BatchTopK SAEs: every θ_j the batch threshold) and latentsae's
+    (θ = exp(log_threshold)). ``θ`` is the ``threshold`` tensor ``[width]`` of
+    ``sae.safetensors``. The number of active latents varies by row: :meth:`encode` pads rows
+    with zeros to the largest count of the block, or caps them at ``cfg.max_active`` (the
+    strongest kept) when that is set. ``cfg.k`` is informational (the expected L0).
+
+    Example:
+        >>> cfg = SAEConfig(d_in=8, width=32, k=4, architecture="jumprelu")
+        >>> sae = SparseAutoencoder(cfg)
+        >>> type(sae).__name__, tuple(sae.threshold.shape)
+        ('JumpReLUSAE', (32,))
+    """
+
+    architecture_name = "jumprelu"
+    trainable = False
+    threshold: Tensor
+
+    def __init__(
+        self,
+        cfg: SAEConfig,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(cfg, device=device, dtype=dtype)
+        self.register_buffer(
+            "threshold", torch.zeros(cfg.width, device=device, dtype=dtype or torch.float32)
+        )
+
+    @classmethod
+    def weight_shapes(cls, cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+        return {**super().weight_shapes(cfg), "threshold": (cfg.width,)}
+
+    def _select_infer(self, pre: Tensor) -> tuple[Tensor, Tensor]:
+        acts = torch.where(pre > self.threshold, pre.clamp_min(0), 0.0)
+        m = int((acts > 0).sum(dim=1).max()) if acts.shape[0] else 1
+        m = max(m, 1)
+        if self.cfg.max_active is not None:
+            m = min(m, self.cfg.max_active)
+        return topk_rows(acts, m)

@@ -115,7 +115,7 @@ class LatentTermEncoder:
         from .sae import SparseAutoencoder
 
         if not isinstance(sae, SparseAutoencoder):
-            sae = load_sae(sae, device=device)
+            sae = load_sae(sae, device=device, backbone=backbone)
         self.sae = sae
         cfg = sae.cfg
         if backbone is None or isinstance(backbone, str):
@@ -319,14 +319,14 @@ def iter_state_batches(states: TokenStates, docs_per_batch: int = 256) -> Iterat
         )
 
 
-def load_sae(path: str | os.PathLike[str], device: str | None = None) -> SparseAutoencoder:
-    """Load an SAE from a local folder, or from the Hub when :mod:`latentlex.hub` is available."""
-    from .sae import SparseAutoencoder
+def load_sae(
+    path: str | os.PathLike[str], device: str | None = None, backbone: Any = None
+) -> SparseAutoencoder:
+    """Load an SAE from a local folder of any format, or from the Hub.
 
-    if os.path.isdir(path):
-        return SparseAutoencoder.load(path, device=device)
-    try:
-        from .hub import from_pretrained
-    except ImportError:
-        return SparseAutoencoder.load(path, device=device)
-    return from_pretrained(str(path), device=device)
+    See :func:`latentlex.hub.from_pretrained`; ``backbone`` is needed only for a converted SAE
+    whose config does not name its sentence-transformers model.
+    """
+    from .hub import from_pretrained
+
+    return from_pretrained(path, device=device, backbone=backbone)
