@@ -611,3 +611,164 @@ def test_cli_eval_layer_needs_fit(tiny: BeirDataset, tmp_path: Path, capsys) -> 
     root = str(tmp_path / "tiny")
     rc = main(["eval", "--dataset", root, "--sae", str(tmp_path), "--layer", "final,1"])
     assert rc != 0 and "--layer goes with --fit" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- like-for-like latency
+
+
+class _TimedSystem(BaseSystem):
+    """A fake whose query encoding costs ``encode_s`` per call plus ``per_text_s`` per text,
+    and whose search costs ``search_s``; it counts the texts of each encoding call."""
+
+    def __init__(self, name: str, encode_s: float, per_text_s: float, search_s: float) -> None:
+        super().__init__(name)
+        self.encode_s, self.per_text_s, self.search_s = encode_s, per_text_s, search_s
+        self.encode_calls: list[int] = []
+
+    def _index(self, ds: BeirDataset) -> None:
+        pass
+
+    def _encode_queries(self, texts: list[str]) -> list[object]:
+        self.encode_calls.append(len(texts))
+        time.sleep(self.encode_s + self.per_text_s * len(texts))
+        return [t.upper() for t in texts]
+
+    def _search_encoded(self, query: object, k: int) -> dict[str, float]:
+        time.sleep(self.search_s)
+        return {str(query): 1.0}
+
+    def _search_one(self, text: str, k: int) -> dict[str, float]:  # pragma: no cover
+        raise AssertionError("search goes through _encode_queries/_search_encoded")
+
+
+def test_search_times_each_query_encoded_alone_and_throughput_batches(tiny: BeirDataset) -> None:
+    """One query at a time: every query is encoded alone inside its own timed interval;
+    throughput: one batched encoding call for all queries, then the searches."""
+    s = _TimedSystem("t", encode_s=0.02, per_text_s=0.001, search_s=0.005)
+    s.index(tiny)
+    run = s.search(tiny.queries, k=5)
+    assert run == {q: {t.upper(): 1.0} for q, t in tiny.queries.items()}
+    n = len(tiny.queries)
+    assert n >= 2 and s.encode_calls == [1] * n
+    assert len(s.query_seconds) == n and min(s.query_seconds) >= 0.02 + 0.001 + 0.005
+    s.encode_calls.clear()
+    qps = s.throughput(tiny.queries, k=5)
+    assert s.encode_calls == [n]  # one batched call
+    assert s.batch_seconds is not None and s.batch_seconds >= 0.02 + n * (0.001 + 0.005)
+    assert qps == pytest.approx(n / s.batch_seconds)
+    assert qps > 1 / np.mean(s.query_seconds)  # batching pays the per-call cost once
+
+
+def test_rrf_members_encode_and_search_inside_the_fused_timed_loop(tiny: BeirDataset) -> None:
+    """A client-side RRF's per-query latency holds every member's encoding and search for that
+    query (one text each), measured in the one loop, not summed from separate runs."""
+    a = _TimedSystem("a", encode_s=0.01, per_text_s=0.0, search_s=0.002)
+    b = _TimedSystem("b", encode_s=0.02, per_text_s=0.0, search_s=0.002)
+    rrf = RRFSystem([a, b])
+    rrf.index(tiny)
+    rrf.search(tiny.queries, k=3)
+    n = len(tiny.queries)
+    assert a.encode_calls == [1] * n and b.encode_calls == [1] * n
+    assert a.query_seconds == [] and b.query_seconds == []  # members' own loops never ran
+    assert min(rrf.query_seconds) >= 0.01 + 0.02 + 2 * 0.002
+    a.encode_calls.clear()
+    b.encode_calls.clear()
+    rrf.throughput(tiny.queries, k=3)
+    assert a.encode_calls == [n] and b.encode_calls == [n]
+
+
+def test_run_systems_reports_one_query_latency_and_batched_throughput(
+    tiny: BeirDataset, tmp_path: Path
+) -> None:
+    from latentlex.evaluation.report import SPEED_COLUMNS
+
+    systems = [_TimedSystem("x", 0.0, 0.0, 0.001), BM25System()]
+    results = run_systems(tiny, systems, k=5, metrics=("ndcg@10",))
+    for r in results:
+        assert r["query_p50_ms"] > 0 and r["batch_qps"] > 0
+    md = write_report(results, tmp_path / "out")["markdown"].read_text()
+    assert "| index docs/s | " + " | ".join(SPEED_COLUMNS) + " |" in md
+    assert "one query at a time, each encoded and searched alone" in md
+    assert "all queries encoded in one batched call" in md
+
+
+def test_latent_system_encodes_each_query_alone(tiny: BeirDataset, tmp_path: Path, encoder) -> None:
+    """The latent systems' latency holds their own query encoding (backbone + SAE + lexical), one
+    query at a time, like the baselines'; their batched throughput encodes all queries at once.
+    The corpus is written in one streamed SAE pass, with the SAE's own avgdl."""
+    from unittest import mock
+
+    from latentlex.evaluation.latent import LatentBench, LatentSystem
+
+    bench = LatentBench(encoder, tmp_path / "states", tmp_path / "work")
+    hybrid = LatentSystem("hybrid", bench, mode="hybrid", lexical=True)
+    with mock.patch.object(
+        type(encoder), "calibrate_avgdl", side_effect=AssertionError("own avgdl pass")
+    ):
+        hybrid.index(tiny)
+    assert bench.stats["docs"] == len(tiny.corpus)
+    assert bench.stats["avgdl"] == encoder.sae.cfg.avgdl
+    calls: list[int] = []
+    real = encoder.encode_queries
+
+    def counting(texts, **kw):  # type: ignore[no-untyped-def]
+        calls.append(len(texts))
+        return real(texts, **kw)
+
+    lexical = bench.index.lexical_encoder
+    assert lexical is not None
+    with (
+        mock.patch.object(encoder, "encode_queries", side_effect=counting),
+        mock.patch.object(lexical, "encode_queries", wraps=lexical.encode_queries) as lex_calls,
+    ):
+        run = hybrid.search(tiny.queries, k=3)
+        n = len(tiny.queries)
+        assert calls == [1] * n and lex_calls.call_count == n
+        calls.clear()
+        hybrid.throughput(tiny.queries, k=3)
+        assert calls == [n] and lex_calls.call_count == n + 1
+    assert next(iter(run["q1"])) == "Ada Lovelace"
+    # the same hits as the index's own search (which encodes the text itself)
+    want = bench.index.search(tiny.queries["q2"], k=3, with_legs=False)
+    assert list(run["q2"]) == [h.doc_id for h in want]
+    bench.close()
+
+
+def test_write_states_streams_one_sae_pass(tmp_path: Path, encoder) -> None:
+    """write_states encodes the stored states batch by batch (never the whole corpus at once)
+    and writes what encode_states would have computed."""
+    from unittest import mock
+
+    from latentlex.evaluation.latent import write_states
+    from latentlex.index import LatentIndex
+    from latentlex.states import encode_token_states
+
+    texts = {f"d{i}": f"Document {i} is about {w}." for i, w in enumerate("abcdefghijk")}
+    ids = list(texts)
+    states = encode_token_states(
+        encoder.backbone, ids, [texts[i] for i in ids], tmp_path / "s", progress=False
+    )
+    index = LatentIndex(encoder, tmp_path / "edge", lexical=False)
+    seen: list[int] = []
+    real_add = index.add_encoded
+
+    def add(ids_, texts_, enc, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.append(len(ids_))
+        return real_add(ids_, texts_, enc, *a, **kw)
+
+    with (
+        mock.patch.object(index, "add_encoded", side_effect=add),
+        mock.patch.object(
+            type(encoder), "encode_states", side_effect=AssertionError("whole corpus")
+        ),
+    ):
+        stats = write_states(index, states, lambda xs: [texts[x] for x in xs], docs_per_batch=4)
+    assert seen == [4, 4, 3] and stats["docs"] == 11
+    whole = encoder.encode_states(states)
+    stored = {r.doc_id: r for r in index.get(states.doc_ids)}
+    for row, doc_id in enumerate(states.doc_ids):
+        got = stored[doc_id].sparse
+        assert got is not None
+        np.testing.assert_array_equal(got.indices, whole.sparse[row].indices)
+        np.testing.assert_allclose(got.values, whole.sparse[row].values, rtol=1e-6)
+    index.close()

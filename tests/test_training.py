@@ -238,3 +238,166 @@ def test_tiny_data_and_no_progress_output(capsys) -> None:  # type: ignore[no-un
     assert np.isfinite(report.fvu)
     captured = capsys.readouterr()
     assert "SAE" not in captured.err, "no progress bar when stderr is not a terminal"
+
+
+# ----------------------------------------------------------------------------- fit budget
+
+
+def test_choose_documents_is_seeded_nested_and_within_budget() -> None:
+    from latentlex.sampling import choose_documents
+
+    lengths = np.random.default_rng(3).integers(5, 60, size=2_000)
+    small = choose_documents(2_000, 5_000, 0, lambda pos: lengths[pos])
+    large = choose_documents(2_000, 20_000, 0, lambda pos: lengths[pos])
+    assert 0 < lengths[small].sum() <= 5_000 and 0 < lengths[large].sum() <= 20_000
+    assert lengths[small].sum() > 5_000 - 60  # stops only when the next document would not fit
+    assert set(small) < set(large)  # one seeded order: a larger budget extends the sample
+    assert np.all(np.diff(large) > 0)
+    other = choose_documents(2_000, 5_000, 1, lambda pos: lengths[pos])
+    assert set(other) != set(small)
+    everything = choose_documents(2_000, 10**9, 0, lambda pos: lengths[pos])
+    assert np.array_equal(everything, np.arange(2_000))
+    # the first document is taken even when it alone exceeds the budget
+    assert len(choose_documents(2_000, 1, 0, lambda pos: lengths[pos])) == 1
+    # only the documents visited are counted
+    asked: list[int] = []
+    choose_documents(2_000, 600, 0, lambda pos: asked.extend(pos.tolist()) or lengths[pos])
+    assert len(asked) <= 512
+
+
+def test_fit_config_budget_defaults_and_all_is_explicit() -> None:
+    from latentlex.fit import FitConfig
+    from latentlex.sampling import DEFAULT_MAX_TOKENS
+
+    assert FitConfig().budget == DEFAULT_MAX_TOKENS
+    assert FitConfig(mode="pooled").budget is None  # pooled rows are documents: all of them
+    assert FitConfig(max_tokens="all").budget is None
+    assert FitConfig(max_tokens=None).budget is None
+    assert FitConfig(max_tokens=1234).budget == 1234
+    for bad in (0, -5, "lots", 1.5, True):
+        with pytest.raises(ConfigError, match="max_tokens"):
+            FitConfig(max_tokens=bad)  # type: ignore[arg-type]
+
+
+_WORDS = [
+    "otter",
+    "tapir",
+    "quokka",
+    "lemur",
+    "heron",
+    "falcon",
+    "comet",
+    "nebula",
+    "quasar",
+    "enzyme",
+    "protein",
+    "kinase",
+    "glacier",
+    "delta",
+    "basalt",
+    "granite",
+    "sonnet",
+    "ballad",
+    "fugue",
+    "violin",
+]
+
+
+def _corpus(n: int) -> list:  # type: ignore[type-arg]
+    from latentlex.corpus import Document
+
+    rng = np.random.default_rng(0)
+    return [
+        Document(f"d{i}", " ".join(rng.choice(_WORDS, size=int(rng.integers(3, 25)))))
+        for i in range(n)
+    ]
+
+
+def test_fit_samples_whole_documents_within_the_budget_and_records_it(backbone, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With a budget, only the sampled documents are run through the backbone, the SAE trains
+    on their token states alone, avgdl is measured on them, and the config records it all."""
+    from unittest import mock
+
+    from latentlex.fit import fit_sae
+    from latentlex.sae import SparseAutoencoder
+    from latentlex.sampling import token_counts
+    from latentlex.terms import LatentTermEncoder
+
+    docs = _corpus(120)
+    counts = token_counts(backbone, [d.text for d in docs])
+    budget = int(counts.sum() // 4)
+    encoded: list[str] = []
+    real = backbone.forward
+
+    def forward(texts, **kw):  # type: ignore[no-untyped-def]
+        encoded.extend(texts)
+        return real(texts, **kw)
+
+    with mock.patch.object(backbone, "forward", side_effect=forward):
+        sae = fit_sae(
+            docs, tmp_path / "sae", backbone=backbone, width=64, k=4, epochs=1,
+            progress=False, max_tokens=budget, seed=3,
+        )  # fmt: skip
+    rec = sae.cfg.fit_sample
+    assert rec is not None
+    assert rec["budget_tokens"] == budget and rec["seed"] == 3 and rec["corpus_docs"] == 120
+    assert isinstance(rec["tokens"], int) and isinstance(rec["docs"], int)
+    assert 0 < rec["tokens"] <= budget and rec["docs"] < 60
+    assert len(encoded) == rec["docs"]  # the rest of the corpus never went through the backbone
+    sampled = [d for d in docs if d.text in set(encoded)]
+    assert int(token_counts(backbone, [d.text for d in sampled]).sum()) == rec["tokens"]
+    assert sae.cfg.metrics["train_docs"] == rec["docs"]
+    assert sae.cfg.metrics["train_vectors"] == rec["tokens"]
+    # avgdl: the sample's mean latent-term length, not the corpus'
+    probe = LatentTermEncoder(SparseAutoencoder.load(tmp_path / "sae"), backbone)
+    assert probe.sae.cfg.fit_sample == rec  # saved with the SAE
+    on_sample = probe.calibrate_avgdl([d.text for d in sampled])
+    assert sae.cfg.avgdl == pytest.approx(on_sample, rel=1e-4)
+    on_corpus = probe.calibrate_avgdl([d.text for d in docs])
+    assert on_corpus != pytest.approx(on_sample, rel=1e-6)
+
+
+def test_fit_samples_from_cached_states_without_a_backbone_pass(backbone, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A cache holding the whole corpus (latentlex eval's) is sampled in place: same documents
+    as the uncached path, no forward pass; "all" trains on every token of it."""
+    from unittest import mock
+
+    from latentlex.fit import fit_sae
+    from latentlex.states import encode_token_states
+
+    docs = _corpus(80)
+    ids, texts = [d.id for d in docs], [d.text for d in docs]
+    full = encode_token_states(backbone, ids, texts, tmp_path / "states", progress=False)
+    total = int(full.meta["total_tokens"])
+    kw = {"backbone": backbone, "width": 32, "k": 4, "epochs": 1, "progress": False}
+    uncached = fit_sae(docs, None, max_tokens=total // 3, **kw)  # type: ignore[arg-type]
+    with mock.patch.object(backbone, "forward", side_effect=AssertionError("re-encoded")):
+        cached = fit_sae(
+            docs, None, max_tokens=total // 3, cache_dir=str(tmp_path / "states"), **kw
+        )  # type: ignore[arg-type]
+        every = fit_sae(docs, None, max_tokens="all", cache_dir=str(tmp_path / "states"), **kw)  # type: ignore[arg-type]
+    a, b = uncached.cfg.fit_sample, cached.cfg.fit_sample
+    assert a is not None and b is not None
+    assert (a["tokens"], a["docs"]) == (b["tokens"], b["docs"])
+    assert b["corpus_tokens"] == total and a["corpus_tokens"] is None  # never counted uncached
+    assert cached.cfg.avgdl == pytest.approx(uncached.cfg.avgdl, rel=1e-4)
+    assert every.cfg.fit_sample == {
+        "budget_tokens": "all", "seed": 0, "corpus_docs": 80, "corpus_tokens": total,
+        "tokens": total, "docs": 80,
+    }  # fmt: skip
+    assert every.cfg.metrics["train_vectors"] == total
+
+
+def test_cli_max_tokens_takes_a_number_or_all() -> None:
+    import argparse
+
+    from latentlex.cli import _budget_arg, build_parser
+
+    assert _budget_arg("all") == "all" and _budget_arg("250_000") == 250_000
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(argparse.ArgumentTypeError, match="max-tokens"):
+            _budget_arg(bad)
+    args = build_parser().parse_args(["train", "--corpus", "c", "--out", "o"])
+    assert args.max_tokens == "auto"
+    args = build_parser().parse_args(["eval", "--dataset", "d", "--fit", "--max-tokens", "all"])
+    assert args.max_tokens == "all"

@@ -83,6 +83,28 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_BUDGET_HELP = (
+    "token budget of the fit: train on whole documents, drawn at random (--seed), holding at most "
+    "this many token states; 'all' trains on every token (default: 250000 in token mode, every "
+    "document in pooled mode)"
+)
+
+
+def _budget_arg(value: str) -> int | str:
+    """``--max-tokens``: a positive integer (``250000``, ``250_000``) or ``all``."""
+    if value in ("all", "auto"):
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(
+            f"--max-tokens takes a positive integer or 'all'; got {value!r}"
+        )
+    return n
+
+
 def _layer_arg(value: str) -> int | list[int | None] | None:
     """``--layer``: ``3``, ``final``, or several comma-separated (``final,1``)."""
     from ._validate import canonical_layer
@@ -116,7 +138,7 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--epochs", type=float, default=3.0)
-    p.add_argument("--max-tokens", type=int, default=None)
+    p.add_argument("--max-tokens", type=_budget_arg, default="auto", help=_BUDGET_HELP)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--k1", type=float, default=None, help="BM25 k1 (default by mode)")
     p.add_argument("--b", type=float, default=None, help="BM25 b (default by mode)")
@@ -591,6 +613,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise LatentLexError("--layer goes with --fit (an SAE given by --sae reads its own layers)")
     if args.fit:
         fit = {"width": args.width, "k": args.k, "epochs": args.epochs, "mode": args.mode}
+        fit["max_tokens"] = args.max_tokens
         if args.layer is not None:
             fit["layer"] = args.layer
     results = run_eval(
@@ -604,10 +627,19 @@ def _run_eval(args: argparse.Namespace) -> int:
         n_queries=args.queries,
     )
     metric_names = list(results[0]["metrics"]) if results else []
-    print(f"{'system':<18}" + "".join(f"{m:>11}" for m in metric_names) + f"{'p50 ms':>9}")
+    head = "".join(f"{m:>11}" for m in metric_names)
+    print(f"{'system':<18}{head}{'1-query p50 ms':>16}{'batched q/s':>13}")
     for r in results:
         cells = "".join(f"{r['metrics'][m]:>11.4f}" for m in metric_names)
-        print(f"{r['system']:<18}{cells}{r.get('query_p50_ms', float('nan')):>9.2f}")
+        p50, qps = r.get("query_p50_ms"), r.get("batch_qps")
+        print(
+            f"{r['system']:<18}{cells}{float('nan') if p50 is None else p50:>16.2f}"
+            f"{float('nan') if qps is None else qps:>13.1f}"
+        )
+    print(
+        "1-query: one query at a time, encoding included; batched: all queries encoded in one "
+        "call, then searched (the same for every system)"
+    )
     return 0
 
 
@@ -634,6 +666,9 @@ def _cfg_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument(
+        "--max-tokens", type=_budget_arg, default="auto", help="with --fit: " + _BUDGET_HELP
+    )
     p.add_argument("--mode", choices=["token", "pooled"], default="token")
     p.add_argument(
         "--layer",

@@ -1,4 +1,10 @@
-"""Fit an SAE on a corpus end to end: encode → train → calibrate avgdl → save."""
+"""Fit an SAE on a corpus end to end: sample → encode → train → calibrate avgdl → save.
+
+A token-mode fit trains on a sample of at most ``max_tokens`` token states (whole documents in a
+seeded random order, :mod:`latentlex.sampling`), so its cost follows the budget, not the corpus;
+``max_tokens=None`` (``--max-tokens all``) trains on every token. ``avgdl`` is measured on the same
+sample, and the budget and the sample are recorded in :attr:`SAEConfig.fit_sample`.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,14 @@ from ._validate import canonical_layer
 from .backbone import Backbone
 from .corpus import Document, read_corpus
 from .errors import ConfigError
-from .states import encode_token_states
+from .sampling import (
+    DEFAULT_MAX_TOKENS,
+    cached_states,
+    choose_documents,
+    gather_states,
+    token_counts,
+)
+from .states import TokenStates, encode_token_states
 
 if TYPE_CHECKING:
     from .sae import SparseAutoencoder
@@ -55,8 +68,10 @@ class FitConfig:
     """Active latents per token (token mode) or per text on average (pooled mode)."""
     epochs: float = 3.0
     """Passes over the token states."""
-    max_tokens: int | None = None
-    """Stop encoding the corpus after this many token states (None: all)."""
+    max_tokens: int | str | None = "auto"
+    """Token budget: train on whole documents, drawn in a seeded random order, holding at most
+    this many token states (None or ``"all"``: every token; ``"auto"``: 250,000 in token mode,
+    every document in pooled mode, whose rows are documents)."""
     keep_special_tokens: bool = False
     """Keep [CLS]/[SEP]-like token states."""
     layer: int | list[int | None] | None = None
@@ -85,6 +100,24 @@ class FitConfig:
             raise ConfigError(f"need 1 <= k <= width, got k={self.k}, width={self.width}")
         if self.epochs <= 0:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        if self.max_tokens == "auto":
+            self.max_tokens = DEFAULT_MAX_TOKENS if self.mode == "token" else None
+        elif self.max_tokens == "all":
+            self.max_tokens = None
+        if self.max_tokens is not None and (
+            not isinstance(self.max_tokens, int)
+            or isinstance(self.max_tokens, bool)
+            or self.max_tokens < 1
+        ):
+            raise ConfigError(
+                f"max_tokens must be a positive int, 'all' (or None) or 'auto', "
+                f"got {self.max_tokens!r}"
+            )
+
+    @property
+    def budget(self) -> int | None:
+        """The token budget (None: every token)."""
+        return cast("int | None", self.max_tokens)
 
 
 def fit_sae(
@@ -169,22 +202,15 @@ def fit_sae(
     else:
         cache = Path(cfg.cache_dir)
     try:
-        states = encode_token_states(
-            backbone,
-            ids,
-            texts,
-            cache,
-            batch_size=cfg.batch_size,
-            max_tokens=cfg.max_tokens,
-            progress=cfg.progress,
-        )
+        states, sample = _sample_states(backbone, ids, texts, cache, cfg)
         data = states.tokens if cfg.mode == "token" else states.dense
         logger.info("training on %d vectors of dim %d", data.shape[0], data.shape[1])
         sae, report = train_sae(
             np.asarray(data) if cfg.mode == "pooled" else data, train_cfg, sae_cfg
         )
         encoder = LatentTermEncoder(sae, backbone)
-        encoder.calibrate_avgdl(states, progress=cfg.progress)
+        encoder.calibrate_avgdl(states, progress=cfg.progress)  # on the sample: budget-sized
+        sae.cfg.fit_sample = sample
         sae.cfg.metrics = {
             **sae.cfg.metrics,
             "train_vectors": int(data.shape[0]),
@@ -192,7 +218,11 @@ def fit_sae(
             "seconds_total": round(time.perf_counter() - t0, 1),
         }
         logger.info(
-            "fitted SAE: FVU %.3f, L0 %.1f, dead %.1f%%, avgdl %.1f",
+            "fitted SAE on %d of %d documents (%d token states): FVU %.3f, L0 %.1f, "
+            "dead %.1f%%, avgdl %.1f",
+            states.n_docs,
+            len(texts),
+            int(states.meta["total_tokens"]),
             report.fvu,
             report.l0,
             report.dead_pct,
@@ -204,3 +234,64 @@ def fit_sae(
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def _sample_states(
+    backbone: Backbone,
+    ids: list[str],
+    texts: list[str],
+    cache: Path,
+    cfg: FitConfig,
+) -> tuple[TokenStates, dict[str, int | str | None]]:
+    """The token states the fit trains on, and the record of how they were sampled.
+
+    Without a budget: the whole corpus (encoded, or read from ``cache``). With one: the sampled
+    documents' states, gathered from ``cache`` when it already holds the whole corpus (e.g.
+    ``latentlex eval``'s token-state cache: no backbone pass), otherwise encoded there alone
+    (the rest of the corpus is never run through the backbone).
+    """
+    budget = cfg.budget
+    record: dict[str, int | str | None] = {
+        "budget_tokens": "all" if budget is None else budget,
+        "seed": cfg.seed,
+        "corpus_docs": len(texts),
+        "corpus_tokens": None,
+    }
+
+    def encode(sub_ids: list[str], sub_texts: list[str]) -> TokenStates:
+        return encode_token_states(
+            backbone, sub_ids, sub_texts, cache, batch_size=cfg.batch_size, progress=cfg.progress
+        )
+
+    full = cached_states(backbone, ids, texts, cache)
+    if budget is None:
+        states = full if full is not None else encode(ids, texts)
+        record["corpus_tokens"] = int(states.meta["total_tokens"])
+    elif full is not None:
+        row_of = {doc_id: r for r, doc_id in enumerate(full.doc_ids)}
+        rows = np.array([row_of[i] for i in ids], dtype=np.int64)
+        lengths = full.lengths[rows]
+        chosen = choose_documents(len(ids), budget, cfg.seed, lambda pos: lengths[pos])
+        states = full if len(chosen) == len(ids) else gather_states(full, np.sort(rows[chosen]))
+        record["corpus_tokens"] = int(full.meta["total_tokens"])
+    else:
+        chosen = choose_documents(
+            len(ids), budget, cfg.seed, lambda pos: token_counts(backbone, [texts[i] for i in pos])
+        )
+        if len(chosen) == len(ids):
+            states = encode(ids, texts)
+            record["corpus_tokens"] = int(states.meta["total_tokens"])
+        else:
+            states = encode([ids[i] for i in chosen], [texts[i] for i in chosen])
+    record["tokens"] = int(states.meta["total_tokens"])
+    record["docs"] = states.n_docs
+    if states.n_docs < len(ids):
+        logger.info(
+            "token budget %d: fitting on %d of %d documents (%d token states, seed %d)",
+            budget,
+            states.n_docs,
+            len(ids),
+            record["tokens"],
+            cfg.seed,
+        )
+    return states, record

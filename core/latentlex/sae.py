@@ -147,6 +147,11 @@ class SAEConfig:
     """Calibrated mean document length (latent-term mass)."""
     metrics: dict[str, float] = field(default_factory=dict)
     """Held-out fvu, l0, dead_pct, ... written after training."""
+    fit_sample: dict[str, int | str | None] | None = None
+    """What :func:`~latentlex.fit.fit_sae` trained on: ``budget_tokens`` (the token budget, or
+    ``"all"``), ``seed``, ``tokens`` and ``docs`` (the sample: whole documents in a seeded random
+    order), ``corpus_docs`` (and ``corpus_tokens`` when counted); ``avgdl`` was measured on the
+    sample. None: not recorded (converted SAEs, older fits)."""
     format_version: int = FORMAT_VERSION
     """Version of this file format."""
 
@@ -203,6 +208,14 @@ class SAEConfig:
             for key, v in self.metrics.items()
         ):
             raise ConfigError("metrics must be a dict of str -> number")
+        if self.fit_sample is not None and not (
+            isinstance(self.fit_sample, dict)
+            and all(
+                isinstance(key, str) and (v is None or isinstance(v, str) or _is_int(v))
+                for key, v in self.fit_sample.items()
+            )
+        ):
+            raise ConfigError("fit_sample must be a dict of str -> int, str or None")
 
     @property
     def effective_max_active(self) -> int:

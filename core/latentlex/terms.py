@@ -266,15 +266,33 @@ class LatentTermEncoder:
     def encode_states(self, states: TokenStates, *, is_query: bool = False) -> Encoded:
         """Encode a pre-computed :class:`~latentlex.states.TokenStates` folder (no backbone pass).
 
-        Rows follow ``states.doc_ids``.
+        Rows follow ``states.doc_ids``. The whole corpus is held in memory: to write a large one,
+        stream :meth:`iter_encode_states` instead.
         """
         n = states.n_docs
-        weigh = self.query_weights if is_query else self.document_weights
         sparse: list[SparseVector] = []
-        for batch in iter_state_batches(states):
-            masses = self.latent_mass(batch, is_query=is_query)
-            sparse.extend(weigh(idx, mass) for idx, mass in masses)
+        for _, enc in self.iter_encode_states(states, is_query=is_query):
+            sparse.extend(enc.sparse)
         return Encoded(np.asarray(states.dense[:n], dtype=np.float32), sparse)
+
+    def iter_encode_states(
+        self, states: TokenStates, *, is_query: bool = False, docs_per_batch: int = 256
+    ) -> Iterator[tuple[range, Encoded]]:
+        """Encode stored token states batch by batch (one SAE pass, bounded memory).
+
+        Yields ``(rows, encoded)``: the stored rows (positions in ``states.doc_ids``) of each
+        batch and their dense and latent-term vectors. Documents are weighted with the SAE's
+        own ``avgdl`` (set by the fit, on its sample), as :meth:`encode_documents` does, so the
+        corpus needs no SAE pass of its own to measure it.
+        """
+        weigh = self.query_weights if is_query else self.document_weights
+        start = 0
+        for batch in iter_state_batches(states, docs_per_batch):
+            masses = self.latent_mass(batch, is_query=is_query)
+            rows = range(start, start + len(masses))
+            start = rows.stop
+            sparse = [weigh(idx, mass) for idx, mass in masses]
+            yield rows, Encoded(batch.dense.numpy(), sparse)
 
     def calibrate_avgdl(
         self, texts: Sequence[str] | TokenStates, *, progress: bool = False

@@ -73,7 +73,11 @@ class System(Protocol):
     Attributes:
         name: Label used in reports.
         index_seconds: Wall time of the last ``index`` call (None before it).
-        query_seconds: Per-query latency (seconds) of the last ``search`` call, in query order.
+        query_seconds: Per-query latency (seconds) of the last ``search`` call, in query order:
+            each query encoded and searched alone, one after the other, encoding included.
+
+    A system may also offer ``throughput(queries, k) -> float`` (queries per second with the
+    queries' encoding batched, as :class:`BaseSystem` does); the harness reports it when present.
     """
 
     name: str
@@ -102,14 +106,22 @@ class BaseSystem(ABC):
     """Timing and bookkeeping shared by the systems: subclasses write ``_index``/``_search_one``.
 
     ``index`` is skipped when the same corpus (by :attr:`BeirDataset.fingerprint`) is already
-    indexed, so one system instance can be shared by several fused systems. ``search`` runs the
-    queries one at a time and records each latency (query encoding included).
+    indexed, so one system instance can be shared by several fused systems.
+
+    Every system's queries go through the same two steps, timed by the same two loops here:
+    ``_encode_queries(texts)`` (the query side of the model: embedding, tokenising, latent
+    terms; batched when given several texts) and ``_search_encoded(query, k)`` (the search
+    itself). :meth:`search` runs the queries one at a time, each encoded and searched alone, and
+    records each latency (encoding included); :meth:`throughput` encodes all of them in one batched
+    call, then searches them one by one, and gives queries per second. A system that cannot split
+    the two steps implements ``_search_one(text, k)`` only (its encoding is then never batched).
     """
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.index_seconds: float | None = None
         self.query_seconds: list[float] = []
+        self.batch_seconds: float | None = None
         self._indexed_key: str | None = None
         self._cached_seconds = 0.0
 
@@ -147,10 +159,33 @@ class BaseSystem(ABC):
         latencies: list[float] = []
         for qid, text in queries.items():
             t0 = time.perf_counter()
-            run[qid] = self._search_one(text, k)
+            (query,) = self._encode_queries([text])
+            run[qid] = self._search_encoded(query, k)
             latencies.append(time.perf_counter() - t0)
         self.query_seconds = latencies
         return run
+
+    def throughput(self, queries: Mapping[str, str], k: int) -> float:
+        """Queries per second with batched query encoding: all ``queries`` encoded in one call,
+        then searched one by one (encoding included in the time; ``batch_seconds`` keeps it)."""
+        if k < 1:
+            raise ConfigError(f"k must be positive, got {k}")
+        if not self.is_indexed:
+            raise NotIndexedError(f"{self.name}: call index(ds) before throughput()")
+        texts = list(queries.values())
+        t0 = time.perf_counter()
+        for query in self._encode_queries(texts):
+            self._search_encoded(query, k)
+        self.batch_seconds = time.perf_counter() - t0
+        return len(texts) / max(self.batch_seconds, 1e-12)
+
+    def _encode_queries(self, texts: list[str]) -> list[Any]:
+        """The query side of the model for ``texts``, one item per text (default: the texts)."""
+        return list(texts)
+
+    def _search_encoded(self, query: Any, k: int) -> dict[str, float]:
+        """Search with one item of :meth:`_encode_queries` (default: ``_search_one``)."""
+        return self._search_one(query, k)
 
     def close(self) -> None:  # noqa: B027  (optional hook)
         """Release resources (temporary folders, engine handles)."""
@@ -237,12 +272,17 @@ class BM25System(BaseSystem):
         self._retriever = retriever
         self._doc_ids = ds.doc_ids
 
+    def _encode_queries(self, texts: list[str]) -> list[Any]:
+        return list(self._tokenize(texts, return_ids=False))
+
     def _search_one(self, text: str, k: int) -> dict[str, float]:
-        tokens = self._tokenize([text], return_ids=False)
-        if not tokens[0] or not self._doc_ids:
+        return self._search_encoded(self._encode_queries([text])[0], k)
+
+    def _search_encoded(self, query: Any, k: int) -> dict[str, float]:
+        if not query or not self._doc_ids:
             return {}
         docs, scores = self._retriever.retrieve(
-            tokens, k=min(k, len(self._doc_ids)), show_progress=False, n_threads=1
+            [query], k=min(k, len(self._doc_ids)), show_progress=False, n_threads=1
         )
         return {
             self._doc_ids[int(i)]: float(s)
@@ -513,9 +553,14 @@ class DenseSystem(BaseSystem):
         self._emb = np.ascontiguousarray(emb)
         self._doc_ids = ds.doc_ids
 
+    def _encode_queries(self, texts: list[str]) -> list[Any]:
+        return list(self.encoder.encode_texts(texts))
+
     def _search_one(self, text: str, k: int) -> dict[str, float]:
-        q = self.encoder.encode_query(text)
-        scores = self._emb @ q
+        return self._search_encoded(self.encoder.encode_query(text), k)
+
+    def _search_encoded(self, query: Any, k: int) -> dict[str, float]:
+        scores = self._emb @ query
         idx = top_k(scores, k)
         return {self._doc_ids[int(i)]: float(scores[i]) for i in idx}
 
@@ -641,18 +686,27 @@ class QdrantBm25System(BaseSystem):
         self._doc_ids = ds.doc_ids
         logger.info("%s: avg_len %.1f tokens", self.name, avg_len)
 
+    def _encode_queries(self, texts: list[str]) -> list[Any]:
+        sparse = [self._bm25.embed_query(t) for t in texts]
+        if self.encoder is None:
+            return [(s, None) for s in sparse]
+        dense = self.encoder.encode_texts(texts)
+        return [(s, d.tolist()) for s, d in zip(sparse, dense, strict=True)]
+
     def _search_one(self, text: str, k: int) -> dict[str, float]:
+        return self._search_encoded(self._encode_queries([text])[0], k)
+
+    def _search_encoded(self, query: Any, k: int) -> dict[str, float]:
         import qdrant_edge as qe
 
-        sparse = self._bm25.embed_query(text)
+        sparse, dense = query
         limit = max(k, self.prefetch_limit or k)
         sparse_q = qe.Query.Nearest(sparse, using=self.SPARSE)
-        if self.encoder is None:
+        if dense is None:
             if not sparse.indices:
                 return {}
             request = qe.QueryRequest(limit=k, query=sparse_q)
         else:
-            dense = self.encoder.encode_query(text).tolist()
             params = qe.SearchParams(exact=True) if self.exact else None
             request = qe.QueryRequest(
                 limit=k,
@@ -739,8 +793,9 @@ class RRFSystem(BaseSystem):
     to fuse baselines that live outside Qdrant (e.g. bm25s + numpy dense).
 
     Indexing indexes every member (members already holding the corpus are not re-indexed);
-    ``index_seconds`` is the sum of the members' index times and a query's latency is the sum
-    of the members' latencies for it plus the fusion.
+    ``index_seconds`` is the sum of the members' index times. A query is encoded by every member,
+    searched by every member and fused, all inside :class:`BaseSystem`'s timed loops, so its
+    latency is measured as every other system's is.
 
     Args:
         systems: Member systems.
@@ -778,26 +833,27 @@ class RRFSystem(BaseSystem):
         raise NotImplementedError
 
     def _search_one(self, text: str, k: int) -> dict[str, float]:
-        return self.search({"q": text}, k)["q"]
+        return self._search_encoded(self._encode_queries([text])[0], k)
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
-        """Search every member, then fuse per query."""
-        if k < 1:
-            raise ConfigError(f"k must be positive, got {k}")
-        if not self.is_indexed:
-            raise NotIndexedError(f"{self.name}: call index(ds) before search()")
+    def _encode_queries(self, texts: list[str]) -> list[Any]:
+        per_member = [_encode_with(s, texts) for s in self.systems]
+        return list(zip(*per_member, strict=True))
+
+    def _search_encoded(self, query: Any, k: int) -> dict[str, float]:
         depth = max(k, self.depth or k)
-        qdict = dict(queries)
-        runs = [s.search(qdict, depth) for s in self.systems]
-        latencies = np.zeros(len(qdict))
-        for s in self.systems:
-            lat = list(getattr(s, "query_seconds", []) or [])
-            if len(lat) == len(qdict):
-                latencies += np.asarray(lat)
-        fused: Run = {}
-        for i, q in enumerate(qdict):
-            t0 = time.perf_counter()
-            fused.update(rrf_fuse([{q: r.get(q, {})} for r in runs], self.k, self.weights, k))
-            latencies[i] += time.perf_counter() - t0
-        self.query_seconds = latencies.tolist()
-        return fused
+        runs = [{"q": _search_with(s, q, depth)} for s, q in zip(self.systems, query, strict=True)]
+        return rrf_fuse(runs, self.k, self.weights, k)["q"]
+
+
+def _encode_with(system: System, texts: list[str]) -> list[Any]:
+    """A member's query encoding (its texts, for a system outside :class:`BaseSystem`)."""
+    if isinstance(system, BaseSystem):
+        return system._encode_queries(texts)
+    return list(texts)
+
+
+def _search_with(system: System, query: Any, k: int) -> dict[str, float]:
+    """A member's search with one encoded query (through ``search`` outside :class:`BaseSystem`)."""
+    if isinstance(system, BaseSystem):
+        return system._search_encoded(query, k)
+    return dict(system.search({"q": query}, k).get("q", {}))

@@ -1,9 +1,11 @@
 """latentlex's own systems in the evaluation harness: latent terms alone and the hybrids, in Qdrant.
 
 One :class:`LatentBench` per (dataset, SAE): the corpus' token states are computed once (and cached
-on disk, keyed by backbone and corpus), turned into latent terms without another backbone pass,
-written once into an embedded qdrant-edge collection, and searched with many configurations
-(dense, latent, hybrid with RRF/DBSF/weighted fusion) — each a :class:`LatentSystem`.
+on disk, keyed by backbone and corpus), turned into latent terms without another backbone pass — one
+SAE pass, streamed batch by batch into an embedded qdrant-edge collection (:func:`write_states`),
+with the SAE's own ``avgdl`` as ``latentlex index`` uses it — and searched with many configurations
+(dense, latent, hybrid with RRF/DBSF/weighted fusion), each a :class:`LatentSystem` whose queries
+are encoded and timed as every other system's are (:class:`~.baselines.BaseSystem`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +25,58 @@ from ..lexical import LexicalConfig, measure_avg_len
 from ..sparse import SparseVector
 from ..states import TokenStates, encode_token_states
 from ..terms import Encoded, LatentTermEncoder
-from .baselines import BaseSystem, Run
+from .baselines import BaseSystem
 from .beir import BeirDataset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LatentBench", "LatentSystem"]
+__all__ = ["LatentBench", "LatentSystem", "write_states"]
+
+
+def write_states(
+    index: LatentIndex,
+    states: TokenStates,
+    texts: Callable[[list[str]], list[str]],
+    *,
+    docs_per_batch: int = 256,
+) -> dict[str, float]:
+    """Encode a corpus' stored token states and write them into ``index``, batch by batch.
+
+    One SAE pass (:meth:`LatentTermEncoder.iter_encode_states`, the SAE's own ``avgdl``) and
+    memory bounded by a batch, whatever the corpus' size.
+
+    Args:
+        index: the index to write to (its encoder's SAE encodes the states).
+        states: the token states (rows in ``states.doc_ids`` order).
+        texts: the texts of some document ids (for the payload and the lexical leg).
+        docs_per_batch: documents encoded and written at a time.
+
+    Returns:
+        ``sae_encode_seconds``, ``write_seconds`` (lexical encoding and upserts), ``docs`` and the
+        latent terms per document (mean, p95).
+    """
+    t_sae = t_write = 0.0
+    nnz = np.zeros(states.n_docs, dtype=np.int32)
+    it = index.encoder.iter_encode_states(states, docs_per_batch=docs_per_batch)
+    while True:
+        t0 = time.perf_counter()
+        item = next(it, None)
+        t_sae += time.perf_counter() - t0
+        if item is None:
+            break
+        rows, enc = item
+        ids = [states.doc_ids[r] for r in rows]
+        t0 = time.perf_counter()
+        index.add_encoded(ids, texts(ids), enc)
+        t_write += time.perf_counter() - t0
+        nnz[rows.start : rows.stop] = [len(v) for v in enc.sparse]
+    return {
+        "sae_encode_seconds": t_sae,
+        "write_seconds": t_write,
+        "docs": float(nnz.size),
+        "terms_per_doc_mean": float(nnz.mean()) if nnz.size else 0.0,
+        "terms_per_doc_p95": float(np.percentile(nnz, 95)) if nnz.size else 0.0,
+    }
 
 
 class LatentBench:
@@ -55,7 +103,6 @@ class LatentBench:
         self.work_dir = Path(work_dir)
         self.index: LatentIndex | None = None
         self._fingerprint: str | None = None
-        self._queries: dict[str, tuple[list[str], Encoded, list[SparseVector], float]] = {}
         self.stats: dict[str, float] = {}
 
     def states(self, ds: BeirDataset) -> TokenStates:
@@ -73,9 +120,6 @@ class LatentBench:
         if self._fingerprint == ds.fingerprint:
             return
         states = self.states(ds)
-        t0 = time.perf_counter()
-        enc = self.encoder.encode_states(states)
-        t_sae = time.perf_counter() - t0
         texts = dict(zip(ds.doc_ids, ds.doc_texts(), strict=True))
         if self.index is not None:
             self.index.close()
@@ -89,38 +133,19 @@ class LatentBench:
             batch_size=512,
             lexical=lexical,
         )
-        t0 = time.perf_counter()
-        self.index.add_encoded(states.doc_ids, [texts[i] for i in states.doc_ids], enc)
-        t_write = time.perf_counter() - t0
-        nnz = np.array([len(v) for v in enc.sparse])
+        stats = write_states(self.index, states, lambda ids: [texts[i] for i in ids])
         self.stats = {
-            "sae_encode_seconds": t_sae,
-            "write_seconds": t_write,
-            "docs": float(len(nnz)),
-            "terms_per_doc_mean": float(nnz.mean()) if nnz.size else 0.0,
-            "terms_per_doc_p95": float(np.percentile(nnz, 95)) if nnz.size else 0.0,
+            **stats,
+            "avgdl": float(self.encoder.sae.cfg.avgdl or float("nan")),
             "backbone_seconds": float(states.meta.get("seconds", float("nan"))),
         }
         self._fingerprint = ds.fingerprint
-        self._queries.clear()
-        logger.info("%s: %d docs written, %.0f latent terms/doc", ds.name, len(nnz), nnz.mean())
-
-    def queries(
-        self, queries: Mapping[str, str]
-    ) -> tuple[list[str], Encoded, list[SparseVector], float]:
-        """Queries encoded once (batched; dense, latent terms and lexical) and reused by every
-        configuration."""
-        key = str(hash(tuple(queries.items())))
-        if key not in self._queries:
-            qids = list(queries)
-            texts = [queries[q] for q in qids]
-            t0 = time.perf_counter()
-            enc = self.encoder.encode_queries(texts)
-            assert self.index is not None and self.index.lexical_encoder is not None
-            lexical = self.index.lexical_encoder.encode_queries(texts)
-            per_query = (time.perf_counter() - t0) / max(1, len(qids))
-            self._queries = {key: (qids, enc, lexical, per_query)}
-        return self._queries[key]
+        logger.info(
+            "%s: %d docs written, %.0f latent terms/doc",
+            ds.name,
+            int(stats["docs"]),
+            stats["terms_per_doc_mean"],
+        )
 
     def close(self) -> None:
         if self.index is not None:
@@ -134,8 +159,10 @@ class LatentBench:
 class LatentSystem(BaseSystem):
     """One search configuration over a :class:`LatentBench` (``mode``, ``fusion``, ``weights``, ...).
 
-    ``query_seconds`` holds the search-only latency of each query (one engine call each, run one at a
-    time, as a user would) plus the query's share of the batched encoding time.
+    Queries are encoded as :meth:`LatentIndex.search` encodes them (backbone + SAE, and the lexical
+    leg's vectors when this configuration fuses it) and searched with
+    :meth:`LatentIndex.search_encoded`, inside :class:`BaseSystem`'s timed loops: ``query_seconds``
+    is one query at a time, encoding included, as for every other system.
     """
 
     def __init__(
@@ -145,7 +172,6 @@ class LatentSystem(BaseSystem):
         self.bench = bench
         self.lexical = lexical
         self.options = options
-        self.search_seconds: list[float] = []
         mode = options.get("mode", "hybrid")
         if mode not in ("hybrid", "dense", "sparse", "lexical"):
             raise ConfigError(f"unknown mode {mode!r}")
@@ -165,28 +191,33 @@ class LatentSystem(BaseSystem):
             + (backbone if backbone == backbone else 0.0)  # NaN: not recorded
         )
 
-    def search(self, queries: Mapping[str, str], k: int) -> Run:
+    def _live_index(self) -> LatentIndex:
         if not self.is_indexed or self.bench.index is None:
             from .baselines import NotIndexedError
 
             raise NotIndexedError(f"{self.name}: call index(ds) before search()")
-        qids, enc, lexical, encode_each = self.bench.queries(queries)
-        index = self.bench.index
-        run: Run = {}
-        self.search_seconds = []
-        opts = {"with_legs": False, **self.options}
-        use_lexical = self.lexical or self.options.get("mode") == "lexical"
-        for i, qid in enumerate(qids):
-            one = Encoded(enc.dense[i : i + 1], enc.sparse[i : i + 1])
-            lex = lexical[i : i + 1] if use_lexical else None
-            t0 = time.perf_counter()
-            hits = index.search_encoded(one, k, lexical=lex, **opts)[0]
-            self.search_seconds.append(time.perf_counter() - t0)
-            run[qid] = {h.doc_id: float(h.score) for h in hits}
-        self.query_seconds = [s + encode_each for s in self.search_seconds]
-        return run
+        return self.bench.index
 
-    def _search_one(
-        self, text: str, k: int
-    ) -> dict[str, float]:  # pragma: no cover - search() overrides
-        raise NotImplementedError
+    def _encode_queries(self, texts: list[str]) -> list[Any]:
+        index = self._live_index()
+        mode = self.options.get("mode", "hybrid")
+        enc = self.bench.encoder.encode_queries(texts) if mode != "lexical" else None
+        lex: list[SparseVector] | None = None
+        if (self.lexical or mode == "lexical") and index.lexical_encoder is not None:
+            lex = index.lexical_encoder.encode_queries(texts)
+        return [
+            (
+                None if enc is None else Encoded(enc.dense[i : i + 1], enc.sparse[i : i + 1]),
+                None if lex is None else lex[i : i + 1],
+            )
+            for i in range(len(texts))
+        ]
+
+    def _search_encoded(self, query: Any, k: int) -> dict[str, float]:
+        enc, lex = query
+        opts = {"with_legs": False, **self.options}
+        hits = self._live_index().search_encoded(enc, k, lexical=lex, **opts)[0]
+        return {h.doc_id: float(h.score) for h in hits}
+
+    def _search_one(self, text: str, k: int) -> dict[str, float]:
+        return self._search_encoded(self._encode_queries([text])[0], k)

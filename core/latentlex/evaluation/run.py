@@ -161,7 +161,7 @@ def run_eval(
                 / "saes"
                 / (
                     f"{ds.name}-{ds.fingerprint[:12]}-w{cfg.width}-k{cfg.k}-{cfg.mode}"
-                    f"-e{cfg.epochs:g}-s{cfg.seed}{reads}"
+                    f"-e{cfg.epochs:g}-s{cfg.seed}-t{cfg.budget or 'all'}{reads}"
                 )
             )
             if (sae_dir / "cfg.json").is_file():
@@ -171,6 +171,9 @@ def run_eval(
 
                 docs = [Document(i, t) for i, t in zip(ds.doc_ids, ds.doc_texts(), strict=True)]
                 states_dir = cache / "states" / states_folder_name(ds.name, fit_bb)
+                if fit_bb is not backbone:  # the latent systems read all of them: encode once,
+                    # so that the fit samples its documents from this cache (no second pass)
+                    encode_token_states(fit_bb, ds.doc_ids, ds.doc_texts(), states_dir)
                 cfg = FitConfig(**{**cfg.__dict__, "cache_dir": str(states_dir)})
                 model = fit_sae(docs, sae_dir, cfg, backbone=fit_bb)
             encoder = LatentTermEncoder(model, fit_bb)
