@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from ._validate import check_json_value, has_surrogate
 from .backbone import check_texts
 from .errors import CollectionMismatchError, ConfigError
 from .lexical import LexicalConfig, LexicalEncoder
+from .mmr import check_mmr, mmr_order
 from .sparse import SparseVector
 from .store.base import (
     FORMAT_VERSION,
@@ -308,7 +309,22 @@ class LatentIndex:
         return record
 
     def close(self) -> None:
+        """Release the store; idempotent (an ``async_store`` of its own: :meth:`aclose`)."""
         self.store.close()
+
+    async def aclose(self) -> None:
+        """Release the async store (when it is another object) and the store; idempotent."""
+        astore = self._astore
+        if astore is not None and astore is not self.store and self._async_opened:
+            await astore.aclose()
+            self._async_opened = False
+        await asyncio.to_thread(self.store.close)
+
+    async def __aenter__(self) -> LatentIndex:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __enter__(self) -> LatentIndex:
         return self
@@ -373,14 +389,28 @@ class LatentIndex:
 
     def _encode_points(
         self, rows: Sequence[tuple[str, str, dict[str, Any], str]]
-    ) -> list[PointRecord]:
+    ) -> tuple[list[PointRecord], int]:
+        """The points of ``rows`` and how many of their texts the backbone truncated."""
         texts = [r[1] for r in rows]
-        enc = self.encoder.encode_documents(texts)
+        enc = self.encoder.encode_documents(texts, warn_truncated=False)
         lex = self._lexical_docs(texts)
-        return [
+        points = [
             PointRecord(doc_id, enc.dense[i], enc.sparse[i], text, meta, h, lex[i])
             for i, (doc_id, text, meta, h) in enumerate(rows)
         ]
+        return points, enc.truncated
+
+    def _warn_truncated(self, truncated: int, total: int) -> None:
+        """One warning per call that wrote documents, however many batches it took."""
+        if truncated:
+            logger.warning(
+                "%d of %d documents were longer than the backbone reads (%d tokens) and were "
+                "truncated: their ends are not searchable. Split them first (the adapters' "
+                "from_documents do by default; latentlex.chunking.split_text)",
+                truncated,
+                total,
+                self.encoder.backbone.max_seq_length,
+            )
 
     def add(
         self,
@@ -405,6 +435,7 @@ class LatentIndex:
         """
         rows = self._records(texts, ids, metadata)
         written: list[str] = []
+        truncated = 0
         bar = tqdm(total=len(rows), desc="indexing", unit="doc", disable=not progress)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
@@ -412,10 +443,13 @@ class LatentIndex:
                 stored = self.store.hashes([r[0] for r in chunk])
                 chunk = [r for r in chunk if stored.get(r[0]) != r[3]]
             if chunk:
-                self.store.upsert(self._encode_points(chunk))
+                points, cut = self._encode_points(chunk)
+                self.store.upsert(points)
+                truncated += cut
                 written.extend(r[0] for r in chunk)
             bar.update(min(self.batch_size, len(rows) - start))
         bar.close()
+        self._warn_truncated(truncated, len(written))
         return written
 
     upsert = add
@@ -485,6 +519,16 @@ class LatentIndex:
     def count(self, filter: Filter | None = None) -> int:
         """Number of documents (matching ``filter``)."""
         return self.store.count(filter)
+
+    def scroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Up to ``limit`` stored documents matching ``filter`` (text and metadata, no vectors)."""
+        _check_limit(limit)
+        return self.store.scroll(filter, limit)
+
+    def clear(self) -> None:
+        """Delete every document: the collection is dropped and created again, empty (its
+        identity and legs unchanged; IDF statistics start afresh)."""
+        self.store.open(self.spec, recreate=True)
 
     # ------------------------------------------------------------------ searching
     def _lexical_queries(self, queries: Sequence[str], mode: str) -> list[SparseVector] | None:
@@ -656,6 +700,74 @@ class LatentIndex:
         reqs = self._requests(queries, k=k, lexical=lexical, n=len(queries), **opts)
         return [_tie_break(hits) for hits in self.store.search_batch(reqs)] if reqs else []
 
+    def relevance_fn(self, **options: Any) -> Callable[[float], float]:
+        """``score -> relevance in [0, 1]`` for hits of a text search with these ``options``.
+
+        Min-max fusion divides by the total leg weight (its largest possible score), RRF by
+        the score of a document first in every leg, DBSF by the number of legs; a dense score
+        (cosine) maps to ``(1 + s) / 2``; unbounded scores (BM25 of the latent terms or the
+        words, the weighted sum of raw scores) to ``s / (1 + s)``. Order is preserved.
+        """
+        opts = _search_defaults(options)
+        mode, fusion = opts["mode"], Fusion(opts["fusion"])
+        self._check_mode(mode)
+        n_legs = 3 if self.lexical else 2
+        if mode == "dense":
+            return lambda s: _clip01((1.0 + s) / 2.0)
+        if mode in ("sparse", "lexical") or fusion is Fusion.WEIGHTED:
+            return lambda s: _clip01(max(s, 0.0) / (1.0 + max(s, 0.0)))
+        weights = opts["weights"]
+        if weights is None:
+            default = DEFAULT_MINMAX_WEIGHTS if fusion is Fusion.MINMAX else (1.0,) * 3
+            weights = default[:n_legs]
+        w = [float(x) for x in weights] + [1.0] * (n_legs - len(weights))
+        if fusion is Fusion.MINMAX:
+            top = sum(w)
+        elif fusion is Fusion.RRF:
+            k = opts["rrf_k"]
+            top = sum(1.0 / (1.0 / x + k - 1.0) for x in w if x > 0)
+        else:  # DBSF: each leg's scores normalised to about [0, 1]
+            top = float(n_legs)
+        return lambda s: _clip01(s / top) if top > 0 else 0.0
+
+    def search_mmr(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **options: Any,
+    ) -> list[Hit]:
+        """Maximal marginal relevance: ``fetch_k`` candidates by :meth:`search` (same
+        ``options``), then ``k`` of them picked one at a time for their dense similarity to the
+        query less their highest similarity to those already picked (``lambda_mult`` 1:
+        relevance only, 0: difference only). Hits keep their search scores, in pick order."""
+        check_mmr(k, fetch_k, lambda_mult)
+        reqs = self._text_requests([query], max(k, fetch_k), options)
+        hits = _tie_break(self.store.search_batch(reqs)[0])
+        recs = self.store.get([h.doc_id for h in hits])
+        return self._mmr(reqs[0], query, hits, recs, k, lambda_mult)
+
+    def _mmr(
+        self,
+        req: SearchRequest,
+        query: str,
+        hits: list[Hit],
+        recs: Sequence[PointRecord],
+        k: int,
+        lambda_mult: float,
+    ) -> list[Hit]:
+        dense = {r.doc_id: r.dense for r in recs if r.dense is not None}
+        hits = [h for h in hits if h.doc_id in dense]
+        if not hits:
+            return []
+        q = req.dense
+        if q is None:  # sparse/lexical modes carry no dense query vector
+            q = self.encoder.backbone.encode_dense([query], is_query=True)[0]
+        order = mmr_order(q, np.stack([dense[h.doc_id] for h in hits]), k, lambda_mult)
+        return [hits[i] for i in order]
+
     # ------------------------------------------------------------------ explaining
     def explain(self, query: str, doc_id: str, top: int = 10) -> Explanation:
         """Which latent terms made ``doc_id`` match ``query``, and by how much.
@@ -738,15 +850,18 @@ class LatentIndex:
             )
         rows = self._records(texts, ids, metadata)
         written: list[str] = []
+        truncated = 0
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start : start + self.batch_size]
             if skip_unchanged:
                 stored = await astore.ahashes([r[0] for r in chunk])
                 chunk = [r for r in chunk if stored.get(r[0]) != r[3]]
             if chunk:
-                points = await asyncio.to_thread(self._encode_points, chunk)
+                points, cut = await asyncio.to_thread(self._encode_points, chunk)
                 await astore.aupsert(points)
+                truncated += cut
                 written.extend(r[0] for r in chunk)
+        self._warn_truncated(truncated, len(written))
         return written
 
     aupsert = aadd
@@ -799,6 +914,42 @@ class LatentIndex:
             return await asyncio.to_thread(self.count, filter)
         return await astore.acount(filter)
 
+    async def ascroll(self, filter: Filter | None = None, limit: int = 10_000) -> list[PointRecord]:
+        """Async :meth:`scroll`."""
+        _check_limit(limit)
+        return await self._astore_call("scroll", filter, limit)  # type: ignore[no-any-return]
+
+    async def aclear(self) -> None:
+        """Async :meth:`clear`."""
+        astore = await self._aopen()
+        if astore is None:
+            await asyncio.to_thread(self.clear)
+        else:
+            await astore.aopen(self.spec, recreate=True)
+
+    async def asearch_mmr(
+        self,
+        query: str,
+        k: int = 4,
+        *,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        **options: Any,
+    ) -> list[Hit]:
+        """Async :meth:`search_mmr`."""
+        check_mmr(k, fetch_k, lambda_mult)
+        reqs = await asyncio.to_thread(self._text_requests, [query], max(k, fetch_k), options)
+        hits = _tie_break((await self._astore_call("search_batch", reqs))[0])
+        recs = await self._astore_call("get", [h.doc_id for h in hits])
+        return await asyncio.to_thread(self._mmr, reqs[0], query, hits, recs, k, lambda_mult)
+
+    async def _astore_call(self, name: str, *args: Any) -> Any:
+        """``store.<name>(*args)`` through the async store, or the store in a worker thread."""
+        astore = await self._aopen()
+        if astore is None:
+            return await asyncio.to_thread(getattr(self.store, name), *args)
+        return await getattr(astore, f"a{name}")(*args)
+
     async def aexplain(self, query: str, doc_id: str, top: int = 10) -> Explanation:
         """Async :meth:`explain` (runs in a worker thread)."""
         return await asyncio.to_thread(self.explain, query, doc_id, top)
@@ -813,6 +964,15 @@ _SEARCH_OPTIONS = {
     "filter": None,
     "with_legs": True,
 }
+
+
+def _clip01(x: float) -> float:
+    return min(1.0, max(0.0, float(x)))
+
+
+def _check_limit(limit: int) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000_000:
+        raise ConfigError(f"limit must be an int in [1, 10,000,000], got {limit!r}")
 
 
 def _tie_break(hits: list[Hit]) -> list[Hit]:

@@ -225,7 +225,9 @@ class LatentTermEncoder:
         return float(min(mass.size, cap) if cap is not None else mass.size)
 
     # ------------------------------------------------------------------ encoding
-    def _encode(self, texts: Sequence[str], *, is_query: bool, progress: bool) -> Encoded:
+    def _encode(
+        self, texts: Sequence[str], *, is_query: bool, progress: bool, warn_truncated: bool = True
+    ) -> Encoded:
         texts = check_texts(texts)
         n = len(texts)
         dense = np.zeros((n, self.dim), dtype=np.float32)
@@ -243,7 +245,7 @@ class LatentTermEncoder:
             truncated += batch.truncated
             bar.update(len(pos))
         bar.close()
-        if truncated:
+        if truncated and warn_truncated:
             logger.warning(
                 "%d of %d texts were longer than %d tokens and were truncated",
                 truncated,
@@ -252,16 +254,23 @@ class LatentTermEncoder:
             )
         return Encoded(dense, sparse, truncated)
 
-    def encode_documents(self, texts: Sequence[str], *, progress: bool = False) -> Encoded:
+    def encode_documents(
+        self, texts: Sequence[str], *, progress: bool = False, warn_truncated: bool = True
+    ) -> Encoded:
         """Dense vectors and BM25-saturated latent-term vectors for documents.
 
         Empty or whitespace-only texts get an empty sparse vector and the model's dense vector.
+        Texts longer than the backbone reads are truncated, with a warning unless
+        ``warn_truncated=False`` (a caller encoding in batches warns once itself, from
+        :attr:`Encoded.truncated`).
         """
-        return self._encode(texts, is_query=False, progress=progress)
+        return self._encode(texts, is_query=False, progress=progress, warn_truncated=warn_truncated)
 
-    def encode_queries(self, texts: Sequence[str], *, progress: bool = False) -> Encoded:
+    def encode_queries(
+        self, texts: Sequence[str], *, progress: bool = False, warn_truncated: bool = True
+    ) -> Encoded:
         """Dense vectors and query-side latent-term weights."""
-        return self._encode(texts, is_query=True, progress=progress)
+        return self._encode(texts, is_query=True, progress=progress, warn_truncated=warn_truncated)
 
     def encode_states(self, states: TokenStates, *, is_query: bool = False) -> Encoded:
         """Encode a pre-computed :class:`~latentlex.states.TokenStates` folder (no backbone pass).

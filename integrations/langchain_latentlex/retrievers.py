@@ -1,9 +1,10 @@
 """LatentLexRetriever: a LangChain retriever over a :class:`~latentlex.index.LatentIndex`.
 
-It translates types and delegates: LangChain ``Document``s in (``from_documents``,
-``add_documents``), ``Document``s out (``invoke`` / ``ainvoke``); ranking, fusion and filtering
-happen in the index (in Qdrant): dense + latent terms, + lexical BM25 when the index has that leg
-(the default for new indexes).
+It translates types and delegates (:mod:`langchain_latentlex._translate` holds the translation it
+shares with :class:`~langchain_latentlex.LatentLexVectorStore`): LangChain ``Document``s in
+(``from_documents``, ``add_documents``), ``Document``s out (``invoke`` / ``ainvoke``); ranking,
+fusion and filtering happen in the index (in Qdrant): dense + latent terms, + lexical BM25 when the
+index has that leg (the default for new indexes).
 """
 
 from __future__ import annotations
@@ -20,10 +21,21 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from latentlex.errors import ConfigError
-from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index, content_hash
-from latentlex.store.base import MODES, Fusion, Hit
+from latentlex.index import DEFAULT_FUSION, LatentIndex
+from latentlex.store.base import MODES, Fusion
+from latentlex.store.filters import check as check_filter
 from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from ._translate import (
+    LEG_KEYS,
+    check_k,
+    document_rows,
+    open_index,
+    refuse_unknown,
+    split_documents,
+    text_rows,
+    to_documents,
+)
 
 if TYPE_CHECKING:
     from latentlex.lexical import LexicalConfig
@@ -35,17 +47,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEG_KEYS", "LatentLexRetriever"]
 
-#: Metadata keys added with ``include_legs=True`` / ``explain=True``.
-LEG_KEYS = (
-    "score",
-    "dense_score",
-    "sparse_score",
-    "lexical_score",
-    "dense_rank",
-    "sparse_rank",
-    "lexical_rank",
-    "explanation",
-)
 #: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights.
 Weights = tuple[float, float] | tuple[float, float, float]
 
@@ -55,6 +56,9 @@ class LatentLexRetriever(BaseRetriever):
     when the index has that leg (new indexes do by default), fused inside Qdrant.
 
     Every option can also be given per call: ``retriever.invoke(q, k=3, filter={...})``.
+    Assigning a field later (``retriever.filter = {...}``) is validated and takes effect;
+    an unknown argument or attribute (``top_k``, ``search_kwargs``) is refused, naming the
+    right one.
 
     Attributes:
         index: the :class:`~latentlex.index.LatentIndex` to search.
@@ -66,8 +70,9 @@ class LatentLexRetriever(BaseRetriever):
         weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights; ``None``
             (default): the fusion's defaults (:data:`latentlex.index.DEFAULT_MINMAX_WEIGHTS`
             for ``"minmax"``, all 1.0 otherwise). Three weights need the lexical leg.
-        filter: a latentlex filter on metadata, e.g. ``{"lang": "en", "year": {"gte": 2020}}``
-            (or a native Qdrant filter of the index's engine).
+        filter: a latentlex filter on metadata, e.g. ``{"lang": "en", "year": {"gte": 2020}}``,
+            ``{"$or": [...]}``, ``{"tags": {"contains": "x"}}`` (see
+            :mod:`latentlex.store.filters`), or a native ``qdrant_client.models.Filter``.
         include_legs: add ``score``, ``dense_score``, ``sparse_score``, ``lexical_score``,
             ``dense_rank``, ``sparse_rank`` and ``lexical_rank`` to each document's metadata
             (a leg's fields are ``None`` where the document was not among its candidates or
@@ -83,9 +88,10 @@ class LatentLexRetriever(BaseRetriever):
         ...     sae="my-sae", store="./index")  # doctest: +SKIP
         >>> retriever.invoke("Where do quokkas live?", k=1)[0].id  # doctest: +SKIP
         'q1'
+        >>> retriever.close()  # doctest: +SKIP
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True, validate_assignment=True)
 
     index: LatentIndex
     k: int = Field(default=4, ge=1)
@@ -98,12 +104,32 @@ class LatentLexRetriever(BaseRetriever):
     explain_top: int = Field(default=10, ge=1)
     search_options: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_arguments(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            refuse_unknown(data, cls.model_fields, cls.__name__)
+        return data
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_") and name not in type(self).model_fields:
+            try:
+                refuse_unknown([name], type(self).model_fields, type(self).__name__, "attribute")
+            except TypeError as e:
+                raise AttributeError(str(e)) from None
+        super().__setattr__(name, value)
+
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, mode: str) -> str:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         return mode
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: Any) -> Any:
+        return check_filter(value)
 
     @model_validator(mode="after")
     def _lexical_needs_the_leg(self) -> LatentLexRetriever:
@@ -131,10 +157,11 @@ class LatentLexRetriever(BaseRetriever):
         index_kwargs: Mapping[str, Any] | None = None,
         **retriever_kwargs: Any,
     ) -> LatentLexRetriever:
-        """Index texts and return a retriever over them.
+        """Index texts as given (one point each) and return a retriever over them.
 
         Args:
-            texts: the documents' texts.
+            texts: the documents' texts (the backbone reads the first ~256 tokens of each;
+                :meth:`from_documents` splits longer ones).
             sae: the SAE (object, folder or Hub id); or give ``encoder``.
             store: a folder (embedded Qdrant), ``":memory:"`` or a latentlex ``Store``;
                 ``index_kwargs={"url": ...}`` for a Qdrant server.
@@ -148,7 +175,8 @@ class LatentLexRetriever(BaseRetriever):
             index_kwargs: further :class:`LatentIndex` arguments (``url``, ``api_key``, ...).
             **retriever_kwargs: retriever fields (``k``, ``mode``, ``filter``, ...).
         """
-        index = build_index(
+        refuse_unknown(retriever_kwargs, cls.model_fields, f"{cls.__name__}.from_texts")
+        index = open_index(
             sae, store, encoder=encoder, collection=collection, recreate=recreate,
             lexical=lexical, index_kwargs=index_kwargs,
         )  # fmt: skip
@@ -162,11 +190,40 @@ class LatentLexRetriever(BaseRetriever):
         documents: Iterable[Document],
         sae: SparseAutoencoder | str | os.PathLike[str] | None = None,
         store: Store | str | os.PathLike[str] | None = None,
+        *,
+        split: bool = True,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
         **kwargs: Any,
     ) -> LatentLexRetriever:
-        """Index LangChain ``Document``s (ids from ``Document.id`` when set); see :meth:`from_texts`."""
-        texts, ids, metas = _document_rows(documents)
-        return cls.from_texts(texts, sae, store, metadatas=metas, ids=ids, **kwargs)
+        """Index LangChain ``Document``s (ids from ``Document.id`` when set); see :meth:`from_texts`.
+
+        Documents longer than the backbone reads are split first (``split=True``, default):
+        into chunks of at most ``chunk_size`` backbone tokens (default: all it reads, 254 for
+        all-MiniLM-L6-v2) overlapping by ``chunk_overlap`` (default an eighth), ids
+        ``"<id>#<n>"``; the split is logged. ``split=False`` indexes them whole (truncated,
+        with one warning).
+        """
+        docs = list(documents)
+        if not split:
+            texts, ids, metas = document_rows(docs)
+            return cls.from_texts(texts, sae, store, metadatas=metas, ids=ids, **kwargs)
+        retriever = cls.from_texts([], sae, store, **kwargs)
+        retriever.add_documents(split_documents(docs, retriever.index, chunk_size, chunk_overlap))
+        return retriever
+
+    @classmethod
+    def from_existing(
+        cls,
+        sae: SparseAutoencoder | str | os.PathLike[str] | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
+        **kwargs: Any,
+    ) -> LatentLexRetriever:
+        """A retriever over a collection built before (a folder, ``":memory:"``, a ``Store``, or
+        ``index_kwargs={"url": ...}``): nothing is added, the collection keeps its legs. The
+        arguments are :meth:`from_texts`' (``encoder``, ``collection``, retriever fields, ...).
+        Or wrap an open index: ``LatentLexRetriever(index=index)``."""
+        return cls.from_texts([], sae, store, **kwargs)
 
     def add_texts(
         self,
@@ -176,35 +233,48 @@ class LatentLexRetriever(BaseRetriever):
         ids: Sequence[str] | None = None,
     ) -> list[str]:
         """Add or update texts; returns the ids written."""
-        return self.index.add(list(texts), ids, metadatas)
+        return self.index.add(*text_rows(texts, metadatas, ids))
 
     def add_documents(self, documents: Iterable[Document]) -> list[str]:
         """Add or update ``Document``s (ids from ``Document.id`` when set); returns the ids."""
-        texts, ids, metas = _document_rows(documents)
-        return self.index.add(texts, ids, metas)
+        return self.index.add(*document_rows(documents))
 
     async def aadd_documents(self, documents: Iterable[Document]) -> list[str]:
         """Async :meth:`add_documents`."""
-        texts, ids, metas = _document_rows(documents)
-        return await self.index.aadd(texts, ids, metas)
+        return await self.index.aadd(*document_rows(documents))
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the index (and its store); idempotent."""
+        self.index.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.index.aclose()
+
+    def __enter__(self) -> LatentLexRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LatentLexRetriever:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # ------------------------------------------------------------------ retrieving
-    def _call_options(
-        self,
-        k: int | None,
-        filter: Any,
-        mode: str | None,
-        fusion: str | Fusion | None,
-        weights: Sequence[float] | None,
-    ) -> tuple[int, dict[str, Any]]:
-        k = self.k if k is None else k
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ConfigError(f"k must be a positive int, got {k!r}")
+    def _call_options(self, overrides: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """``k`` and the search options of one call: the fields, overridden per call."""
+        given = {name: v for name, v in overrides.items() if v is not None}
+        k = check_k(given.pop("k", self.k))
         options = {
-            "mode": self.mode if mode is None else mode,
-            "fusion": self.fusion if fusion is None else fusion,
-            "weights": self.weights if weights is None else weights,
-            "filter": self.filter if filter is None else filter,
+            "mode": self.mode,
+            "fusion": self.fusion,
+            "weights": self.weights,
+            "filter": self.filter,
+            **given,
             "with_legs": self.include_legs,
             **self.search_options,
         }
@@ -221,14 +291,16 @@ class LatentLexRetriever(BaseRetriever):
         fusion: str | Fusion | None = None,
         weights: Sequence[float] | None = None,
     ) -> list[Document]:
-        k, options = self._call_options(k, filter, mode, fusion, weights)
+        k, options = self._call_options(
+            {"k": k, "filter": filter, "mode": mode, "fusion": fusion, "weights": weights}
+        )
         hits = self.index.search(query, k, **options)
         explanations = (
             [self.index.explain(query, h.doc_id, self.explain_top).as_dict() for h in hits]
             if self.explain
             else None
         )
-        return self._to_documents(hits, explanations)
+        return to_documents(hits, include_legs=self.include_legs, explanations=explanations)
 
     async def _aget_relevant_documents(
         self,
@@ -241,7 +313,9 @@ class LatentLexRetriever(BaseRetriever):
         fusion: str | Fusion | None = None,
         weights: Sequence[float] | None = None,
     ) -> list[Document]:
-        k, options = self._call_options(k, filter, mode, fusion, weights)
+        k, options = self._call_options(
+            {"k": k, "filter": filter, "mode": mode, "fusion": fusion, "weights": weights}
+        )
         hits = await self.index.asearch(query, k, **options)
         explanations = None
         if self.explain:
@@ -249,39 +323,4 @@ class LatentLexRetriever(BaseRetriever):
                 *(self.index.aexplain(query, h.doc_id, self.explain_top) for h in hits)
             )
             explanations = [e.as_dict() for e in found]
-        return self._to_documents(hits, explanations)
-
-    def _to_documents(
-        self, hits: list[Hit], explanations: list[dict[str, Any]] | None
-    ) -> list[Document]:
-        docs = []
-        for n, hit in enumerate(hits):
-            meta = dict(hit.metadata)
-            if self.include_legs:
-                meta.update(
-                    score=hit.score,
-                    dense_score=hit.dense_score,
-                    sparse_score=hit.sparse_score,
-                    lexical_score=hit.lexical_score,
-                    dense_rank=hit.dense_rank,
-                    sparse_rank=hit.sparse_rank,
-                    lexical_rank=hit.lexical_rank,
-                )
-            if explanations is not None:
-                meta["explanation"] = explanations[n]
-            docs.append(Document(id=hit.doc_id, page_content=hit.text, metadata=meta))
-        return docs
-
-
-def _document_rows(
-    documents: Iterable[Document],
-) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    texts, ids, metas = [], [], []
-    for doc in documents:
-        if not isinstance(doc, Document):
-            raise TypeError(f"expected LangChain Documents, got {type(doc).__name__}")
-        texts.append(doc.page_content)
-        # same default as LatentIndex.add: a hash of the text
-        ids.append(doc.id if doc.id else content_hash(doc.page_content, {}))
-        metas.append(dict(doc.metadata))
-    return texts, ids, metas
+        return to_documents(hits, include_legs=self.include_legs, explanations=explanations)
