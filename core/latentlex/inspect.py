@@ -116,7 +116,11 @@ def measure_corpus(
             else:
                 x, lengths = batch.dense, torch.ones(batch.dense.shape[0], dtype=torch.long)
             out = sae.encode(x)
-            x_hat = sae.decode(out.top_acts, out.top_indices).to(torch.float64).cpu()
+            if sae.cfg.input_norm == "none":
+                x_hat = sae.decode(out.top_acts, out.top_indices)
+            else:  # a converted SAE normalising each input: compare in the input's own space
+                x_hat = sae.reconstruct(x)
+            x_hat = x_hat.to(torch.float64).cpu()
             xd = x.to(torch.float64).cpu()
             sq_err += float((xd - x_hat).pow(2).sum())
             sum_sq += float(xd.pow(2).sum())
