@@ -12,5 +12,5 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 ruff check .
 ruff format --check .
 mypy
-MYPYPATH=integrations:core mypy --explicit-package-bases -p llama_index.retrievers.latentlex -p langchain_latentlex
+MYPYPATH=integrations:core mypy --explicit-package-bases -p llama_index.retrievers.latentlex -p llama_index.vector_stores.latentlex -p langchain_latentlex
 python -m pytest "$@"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -19,33 +18,13 @@ from langchain_tests.integration_tests import VectorStoreIntegrationTests
 from latentlex.corpus import read_corpus
 from latentlex.errors import ConfigError
 from latentlex.index import LatentIndex
+from limit_queries import limit_queries, recall_at_2
 
 DOCS = list(read_corpus(LIMIT_SMALL))
 
 
 def _meta(i: int) -> dict[str, Any]:
     return {"group": "even" if i % 2 == 0 else "odd", "n": i, "tags": ["t3"] if i % 3 == 0 else []}
-
-
-def _limit_queries(step: int) -> list[tuple[str, set[str]]]:
-    """Every ``step``-th LIMIT-small query with its relevant documents."""
-    texts = {
-        row["_id"]: row["text"]
-        for row in map(json.loads, (LIMIT_SMALL / "queries.jsonl").read_text().splitlines())
-    }
-    qrels: dict[str, set[str]] = {}
-    for line in (LIMIT_SMALL / "qrels" / "test.tsv").read_text().splitlines()[1:]:
-        qid, doc, score = line.split("\t")
-        if int(score) > 0:
-            qrels.setdefault(qid, set()).add(doc)
-    return [(texts[q], qrels[q]) for q in sorted(qrels)[::step]]
-
-
-def recall_at_2(ranked: list[list[str]], queries: list[tuple[str, set[str]]]) -> float:
-    return sum(
-        len(set(r[:2]) & rel) / min(2, len(rel))
-        for r, (_, rel) in zip(ranked, queries, strict=True)
-    ) / len(queries)
 
 
 @pytest.mark.filterwarnings("ignore:The test <Function .*is marked with '@pytest.mark.asyncio'")
@@ -71,7 +50,7 @@ def limit_store(encoder: Any, tmp_path_factory: Any) -> Iterator[LatentLexVector
 
 
 def test_limit_recall_at_2_equals_the_library(limit_store: LatentLexVectorStore) -> None:
-    queries = _limit_queries(step=8)  # 125 of the 1000 queries
+    queries = limit_queries(step=8)  # 125 of the 1000 queries
     ours = [[d.id for d in limit_store.similarity_search(q, k=2)] for q, _ in queries]
     lib = [[h.doc_id for h in limit_store.index.search(q, 2)] for q, _ in queries]
     assert ours == lib

@@ -221,7 +221,7 @@ def test_metadata_filters(retriever):
             MetadataFilters(filters=[MetadataFilter(key="group", value="odd")]),
         ]
     )
-    assert to_neutral(nested) == {"n": [1, 2, 3, 4], "group": "odd"}
+    assert to_neutral(nested) == {"$and": [{"n": {"in": [1, 2, 3, 4]}}, {"group": {"eq": "odd"}}]}
     nodes = LatentLexRetriever(index, 10, filters=nested).retrieve("Who likes Quokkas?")
     assert sorted(n.node.metadata["n"] for n in nodes) == [1, 3]
     # a neutral mapping passes straight through
@@ -230,24 +230,71 @@ def test_metadata_filters(retriever):
 
 
 @pytest.mark.parametrize(
-    "filters",
+    ("filters", "want"),
     [
-        MetadataFilters(
-            filters=[MetadataFilter(key="n", value=1), MetadataFilter(key="n", value=2)],
-            condition=FilterCondition.OR,
+        (
+            MetadataFilters(
+                filters=[MetadataFilter(key="n", value=1), MetadataFilter(key="n", value=2)],
+                condition=FilterCondition.OR,
+            ),
+            {1, 2},
         ),
-        MetadataFilters(filters=[MetadataFilter(key="n", value=1, operator=FilterOperator.NE)]),
-        MetadataFilters(filters=[MetadataFilter(key="n", value=[1], operator=FilterOperator.NIN)]),
-        MetadataFilters(
-            filters=[MetadataFilter(key="t", value="x", operator=FilterOperator.TEXT_MATCH)]
+        (
+            MetadataFilters(
+                filters=[
+                    MetadataFilter(key="n", value=1, operator=FilterOperator.NE),
+                    MetadataFilter(key="n", value=4, operator=FilterOperator.LTE),
+                ]
+            ),
+            {0, 2, 3, 4},
         ),
-        MetadataFilters(
-            filters=[MetadataFilter(key="n", value=1), MetadataFilter(key="n", value=2)]
+        (
+            MetadataFilters(
+                filters=[
+                    MetadataFilter(key="n", value=list(range(3, 46)), operator=FilterOperator.NIN)
+                ]
+            ),
+            {0, 1, 2},
+        ),
+        (
+            MetadataFilters(
+                filters=[
+                    MetadataFilter(key="n", value=2, operator=FilterOperator.GT),
+                    MetadataFilter(key="group", value="odd"),
+                ],
+                condition=FilterCondition.NOT,
+            ),
+            {0, 2},  # none of them holds: n <= 2 and even
+        ),
+        (
+            MetadataFilters(
+                filters=[
+                    MetadataFilters(
+                        filters=[
+                            MetadataFilter(key="n", value=1),
+                            MetadataFilter(key="n", value=2),
+                        ],
+                        condition=FilterCondition.OR,
+                    ),
+                    MetadataFilters(
+                        filters=[MetadataFilter(key="n", value=5, operator=FilterOperator.LT)]
+                    ),
+                ],
+                condition=FilterCondition.OR,
+            ),
+            {0, 1, 2, 3, 4},
         ),
     ],
 )
-def test_inexpressible_filters_refused(retriever, filters):
-    with pytest.raises(ConfigError, match=r"filter|condition|NOT"):
+def test_or_not_ne_nin_and_nesting(retriever, filters, want):
+    nodes = LatentLexRetriever(retriever.index, 46, filters=filters).retrieve("Who likes Quokkas?")
+    assert {n.node.metadata["n"] for n in nodes} == want
+
+
+@pytest.mark.parametrize("op", [FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSITIVE])
+def test_text_match_refused_naming_what_is_supported(retriever, op):
+    filters = MetadataFilters(filters=[MetadataFilter(key="t", value="x", operator=op)])
+    with pytest.raises(ConfigError, match=r"cannot be expressed.*supported: ==, !=, >"):
         LatentLexRetriever(retriever.index, 3, filters=filters)
 
 

@@ -1,8 +1,10 @@
 """LatentLexRetriever: a LlamaIndex retriever over a :class:`~latentlex.index.LatentIndex`.
 
-It translates types and delegates: LlamaIndex nodes in (``add_nodes``), ``NodeWithScore`` out
-(``retrieve`` / ``aretrieve``); ranking, fusion and filtering happen in the index (in Qdrant):
-dense + latent terms, + lexical BM25 when the index has that leg (the default for new indexes).
+It translates types and delegates (:mod:`.nodes` holds the translation it shares with
+:class:`llama_index.vector_stores.latentlex.LatentLexVectorStore`): LlamaIndex nodes in
+(``add_nodes``), ``NodeWithScore`` out (``retrieve`` / ``aretrieve``); ranking, fusion and
+filtering happen in the index (in Qdrant): dense + latent terms, + lexical BM25 when the index has
+that leg (the default for new indexes).
 """
 
 from __future__ import annotations
@@ -15,23 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import (
-    BaseNode,
-    MetadataMode,
-    NodeRelationship,
-    NodeWithScore,
-    QueryBundle,
-    RelatedNodeInfo,
-    TextNode,
-    TransformComponent,
-)
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TransformComponent
 from llama_index.core.vector_stores.types import MetadataFilters
 
 from latentlex.errors import ConfigError
 from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index
-from latentlex.store.base import MODES, Fusion, Hit
+from latentlex.store.base import Fusion, Hit
 
-from .filters import to_neutral
+from .filters import REF_DOC_KEY, to_neutral
+from .nodes import (
+    backbone_splitter,
+    check_mode,
+    check_weights,
+    chunk_id,
+    node_rows,
+    refuse_unknown,
+    split,
+    to_node,
+)
 
 if TYPE_CHECKING:
     from latentlex.lexical import LexicalConfig
@@ -43,8 +46,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LEG_KEYS", "REF_DOC_KEY", "LatentLexRetriever", "chunk_id"]
 
-#: Metadata key under which a node's source document id is stored (and restored as its SOURCE).
-REF_DOC_KEY = "ref_doc_id"
 #: Metadata keys added with ``include_legs=True`` / ``explain=True`` (kept out of LLM prompts).
 LEG_KEYS = (
     "dense_score",
@@ -55,14 +56,28 @@ LEG_KEYS = (
     "lexical_rank",
     "explanation",
 )
+#: The retriever's settings: constructor arguments, assignable later (validated).
+_SETTINGS = (
+    "similarity_top_k",
+    "mode",
+    "fusion",
+    "weights",
+    "filters",
+    "include_legs",
+    "explain",
+    "explain_top",
+    "search_options",
+)
+#: Attributes LlamaIndex's ``BaseRetriever`` sets itself.
+_BASE_ATTRIBUTES = ("callback_manager", "object_map")
 
 
-def chunk_id(i: int, doc: BaseNode) -> str:
-    """Deterministic node ids for the default splitter: ``"<document id>#<chunk number>"``.
-
-    Re-indexing a document with a stable id updates its chunks instead of duplicating them.
-    """
-    return f"{doc.node_id}#{i}"
+def _positive(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, got {value}")
+    return value
 
 
 class LatentLexRetriever(BaseRetriever):
@@ -79,8 +94,9 @@ class LatentLexRetriever(BaseRetriever):
         weights: ``(dense, sparse)`` or ``(dense, sparse, lexical)`` leg weights; ``None``
             (default): the fusion's defaults (:data:`latentlex.index.DEFAULT_MINMAX_WEIGHTS`
             for ``"minmax"``, all 1.0 otherwise). Three weights need the lexical leg.
-        filters: LlamaIndex ``MetadataFilters`` (EQ, IN/ANY, CONTAINS, GT/GTE/LT/LTE joined by
-            AND) or a latentlex filter mapping such as ``{"year": {"gte": 2020}}``.
+        filters: LlamaIndex ``MetadataFilters`` (every operator but text match, AND/OR/NOT
+            groups nested; see :func:`~llama_index.retrievers.latentlex.to_neutral`), a latentlex
+            filter mapping such as ``{"year": {"gte": 2020}}``, or a ``qdrant_client`` Filter.
         include_legs: add ``dense_score``, ``sparse_score``, ``lexical_score``, ``dense_rank``,
             ``sparse_rank`` and ``lexical_rank`` to each node's metadata (hybrid mode; a leg's
             fields are ``None`` where the node was not among its candidates, and the lexical
@@ -90,14 +106,31 @@ class LatentLexRetriever(BaseRetriever):
         explain_top: latent terms kept per explanation.
         search_options: further :meth:`LatentIndex.search` options (``rrf_k``, ``prefetch_limit``).
 
+    Each setting can be assigned later (``retriever.filters = ...``): it is validated and used
+    by the next retrieval. An unknown argument or attribute (``top_k``) is refused, naming the
+    right one.
+
     Example:
         >>> from llama_index.core import SimpleDirectoryReader  # doctest: +SKIP
         >>> from llama_index.core.query_engine import RetrieverQueryEngine  # doctest: +SKIP
-        >>> docs = SimpleDirectoryReader("./docs").load_data()  # doctest: +SKIP
+        >>> docs = SimpleDirectoryReader("./docs", filename_as_id=True).load_data()  # doctest: +SKIP
         >>> retriever = LatentLexRetriever.from_documents(docs, sae="my-sae", store="./index")  # doctest: +SKIP
         >>> engine = RetrieverQueryEngine.from_args(retriever, llm=llm)  # doctest: +SKIP
         >>> engine.query("Who likes quokkas?")  # doctest: +SKIP
+        >>> retriever.close()  # doctest: +SKIP
     """
+
+    index: LatentIndex
+    similarity_top_k: int
+    mode: str
+    fusion: Fusion
+    weights: tuple[float, ...] | None
+    filters: MetadataFilters | Mapping[str, Any] | None
+    include_legs: bool
+    explain: bool
+    explain_top: int
+    search_options: dict[str, Any]
+    _neutral_filter: dict[str, Any] | None
 
     def __init__(
         self,
@@ -114,35 +147,54 @@ class LatentLexRetriever(BaseRetriever):
         search_options: Mapping[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        **unknown: Any,
     ) -> None:
+        refuse_unknown(unknown, (*_SETTINGS, "callback_manager", "verbose"), "LatentLexRetriever")
         if not isinstance(index, LatentIndex):
             raise ConfigError(
                 f"index must be a latentlex LatentIndex, got {type(index).__name__}; build one "
                 f"with LatentLexRetriever.from_documents(...) or LatentIndex(sae, store)"
             )
-        if isinstance(similarity_top_k, bool) or not isinstance(similarity_top_k, int):
-            raise ConfigError(f"similarity_top_k must be an int, got {similarity_top_k!r}")
-        if similarity_top_k < 1:
-            raise ConfigError(f"similarity_top_k must be >= 1, got {similarity_top_k}")
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-        if mode == "lexical" and not index.lexical:
-            raise ConfigError(
-                "mode 'lexical' needs an index with the lexical leg (LatentIndex(..., "
-                "lexical=True), the default for new collections)"
-            )
-        self.index = index
+        object.__setattr__(self, "index", index)
         self.similarity_top_k = similarity_top_k
         self.mode = mode
-        self.fusion = Fusion(fusion)
-        self.weights = _weights(weights)
+        self.fusion = fusion  # type: ignore[assignment]
+        self.weights = weights  # type: ignore[assignment]
         self.filters = filters
         self.include_legs = include_legs
         self.explain = explain
         self.explain_top = explain_top
-        self.search_options = dict(search_options or {})
-        self._neutral_filter = to_neutral(filters)  # fail fast on what cannot be expressed
+        self.search_options = search_options  # type: ignore[assignment]
         super().__init__(callback_manager=callback_manager, verbose=verbose)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name.startswith("_") or name in _BASE_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+            return
+        if name not in _SETTINGS:
+            try:
+                refuse_unknown([name], _SETTINGS, type(self).__name__, "setting")
+            except TypeError as e:
+                raise AttributeError(str(e)) from None
+        if name == "filters":
+            # fail fast on what cannot be expressed; the translation is what searches use
+            object.__setattr__(self, "_neutral_filter", to_neutral(value))
+        object.__setattr__(self, name, self._validated(name, value))
+
+    def _validated(self, name: str, value: Any) -> Any:
+        if name in ("similarity_top_k", "explain_top"):
+            return _positive(name, value)
+        if name == "mode":
+            return check_mode(value, self.index)
+        if name == "fusion":
+            return Fusion(value)
+        if name == "weights":
+            return check_weights(value)
+        if name == "search_options":
+            options = dict(value or {})
+            refuse_unknown(options, ("rrf_k", "prefetch_limit"), "search_options")
+            return options
+        return value
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -154,6 +206,8 @@ class LatentLexRetriever(BaseRetriever):
         *,
         encoder: LatentTermEncoder | None = None,
         transformations: Sequence[TransformComponent] | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
         collection: str = "latentlex",
         recreate: bool = False,
         lexical: bool | LexicalConfig | None = None,
@@ -164,14 +218,17 @@ class LatentLexRetriever(BaseRetriever):
         """Split LlamaIndex documents into nodes, index them, and return a retriever.
 
         Args:
-            documents: LlamaIndex ``Document``s (e.g. from ``SimpleDirectoryReader``) or nodes.
+            documents: LlamaIndex ``Document``s (e.g. from ``SimpleDirectoryReader(...,
+                filename_as_id=True)``: stable ids, so re-indexing updates) or nodes.
             sae: the SAE (object, folder or Hub id); or give ``encoder``.
             store: where the index lives: a folder (embedded Qdrant), ``":memory:"``, or a
                 latentlex ``Store``; ``index_kwargs={"url": ...}`` for a Qdrant server.
             encoder: an already built :class:`LatentTermEncoder` (instead of ``sae``).
-            transformations: node parsers/extractors to run (default: LlamaIndex's
-                ``SentenceSplitter`` at ``Settings.chunk_size``, with deterministic node ids
-                ``"<doc id>#<n>"``).
+            transformations: node parsers/extractors to run. Default: LlamaIndex's
+                ``SentenceSplitter`` counting the backbone's own tokens, ``chunk_size`` per
+                node (default: all the backbone reads, 254 tokens for all-MiniLM-L6-v2, not
+                LlamaIndex's 1024, which the backbone would truncate), ``chunk_overlap``
+                (default an eighth), node ids ``"<doc id>#<n>"``.
             collection / recreate: the collection name; drop and rebuild it first.
             lexical: the lexical BM25 leg (:class:`LatentIndex`'s ``lexical``): ``None``
                 (default) builds a new collection with it and keeps an existing collection's
@@ -181,27 +238,70 @@ class LatentLexRetriever(BaseRetriever):
             index_kwargs: further :class:`LatentIndex` arguments (``url``, ``api_key``, ...).
             **retriever_kwargs: arguments of :class:`LatentLexRetriever` (``similarity_top_k``, ...).
         """
+        retriever = cls.from_existing(
+            sae, store, encoder=encoder, collection=collection, recreate=recreate,
+            lexical=lexical, index_kwargs=index_kwargs, **retriever_kwargs,
+        )  # fmt: skip
+        retriever.add_documents(
+            documents,
+            transformations=transformations,
+            chunk_size=chunk_size,
+            chunk_overlap=chunk_overlap,
+            show_progress=show_progress,
+        )
+        return retriever
+
+    @classmethod
+    def from_existing(
+        cls,
+        sae: SparseAutoencoder | str | os.PathLike[str] | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
+        *,
+        encoder: LatentTermEncoder | None = None,
+        collection: str = "latentlex",
+        recreate: bool = False,
+        lexical: bool | LexicalConfig | None = None,
+        index_kwargs: Mapping[str, Any] | None = None,
+        **retriever_kwargs: Any,
+    ) -> LatentLexRetriever:
+        """A retriever over a collection built before: the same SAE, ``store`` and
+        ``collection``; nothing is added and the collection keeps its legs. Re-opening a folder
+        still open in this process (a notebook cell run again) shares the open collection. Or
+        wrap an open index: ``LatentLexRetriever(index)``."""
+        refuse_unknown(
+            retriever_kwargs, (*_SETTINGS, "callback_manager", "verbose"), f"{cls.__name__}"
+        )
         index = build_index(
             sae, store, encoder=encoder, collection=collection, recreate=recreate,
             lexical=lexical, index_kwargs=index_kwargs,
         )  # fmt: skip
-        retriever = cls(index, **retriever_kwargs)
-        retriever.add_documents(
-            documents, transformations=transformations, show_progress=show_progress
-        )
-        return retriever
+        return cls(index, **retriever_kwargs)
 
     def add_documents(
         self,
         documents: Sequence[BaseNode],
         *,
         transformations: Sequence[TransformComponent] | None = None,
+        chunk_size: int | None = None,
+        chunk_overlap: int | None = None,
         show_progress: bool = False,
     ) -> list[str]:
-        """Split documents with ``transformations`` (default splitter) and index the nodes."""
-        return self.add_nodes(
-            _split(documents, transformations, show_progress), progress=show_progress
+        """Split documents (``transformations``, default: the backbone-sized splitter, see
+        :meth:`from_documents`) and index the nodes."""
+        if transformations is None:
+            transformations = [backbone_splitter(self.index, chunk_size, chunk_overlap)]
+        elif chunk_size is not None or chunk_overlap is not None:
+            raise ConfigError(
+                "chunk_size/chunk_overlap set the default splitter: not with transformations="
+            )
+        nodes = split(documents, transformations, show_progress)
+        logger.info(
+            "split %d documents into %d nodes (%s)",
+            len(documents),
+            len(nodes),
+            ", ".join(type(t).__name__ for t in transformations),
         )
+        return self.add_nodes(nodes, progress=show_progress)
 
     def add_nodes(self, nodes: Sequence[BaseNode], *, progress: bool = False) -> list[str]:
         """Index nodes as they are: node id → document id, text, metadata (+ source doc id).
@@ -209,13 +309,34 @@ class LatentLexRetriever(BaseRetriever):
         Returns:
             The node ids written.
         """
-        texts, ids, metas = _node_rows(nodes)
+        texts, ids, metas = node_rows(nodes)
         return self.index.add(texts, ids, metas, progress=progress)
 
     async def aadd_nodes(self, nodes: Sequence[BaseNode]) -> list[str]:
         """Async :meth:`add_nodes`."""
-        texts, ids, metas = _node_rows(nodes)
+        texts, ids, metas = node_rows(nodes)
         return await self.index.aadd(texts, ids, metas)
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Close the index (and its store); idempotent."""
+        self.index.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`."""
+        await self.index.aclose()
+
+    def __enter__(self) -> LatentLexRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> LatentLexRetriever:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # ------------------------------------------------------------------ retrieving
     def _options(self) -> dict[str, Any]:
@@ -254,8 +375,7 @@ class LatentLexRetriever(BaseRetriever):
     ) -> list[NodeWithScore]:
         out = []
         for n, hit in enumerate(hits):
-            meta = dict(hit.metadata)
-            ref = meta.pop(REF_DOC_KEY, None)
+            node = to_node(hit.doc_id, hit.text, hit.metadata)
             extra: dict[str, Any] = {}
             if self.include_legs:
                 extra.update(
@@ -268,68 +388,13 @@ class LatentLexRetriever(BaseRetriever):
                 )
             if explanations is not None:
                 extra["explanation"] = explanations[n]
-            meta.update(extra)
-            node = TextNode(
-                id_=hit.doc_id,
-                text=hit.text,
-                metadata=meta,
-                excluded_llm_metadata_keys=list(extra),
-                excluded_embed_metadata_keys=list(extra),
-            )
-            if isinstance(ref, str) and ref != hit.doc_id:
-                node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=ref)
+            node.metadata.update(extra)
+            for key in extra:
+                for excluded in (
+                    node.excluded_llm_metadata_keys,
+                    node.excluded_embed_metadata_keys,
+                ):
+                    if key not in excluded:
+                        excluded.append(key)
             out.append(NodeWithScore(node=node, score=hit.score))
         return out
-
-
-def _weights(weights: Sequence[float] | None) -> tuple[float, ...] | None:
-    """Leg weights as a tuple of two or three floats (``None`` stays ``None``)."""
-    if weights is None:
-        return None
-    try:
-        out = tuple(float(w) for w in weights)
-    except (TypeError, ValueError):
-        out = ()
-    if len(out) not in (2, 3) or isinstance(weights, (str, bytes)):
-        raise ConfigError(
-            f"weights must be two (dense, sparse) or three (dense, sparse, lexical) numbers, "
-            f"got {weights!r}"
-        )
-    return out
-
-
-def _split(
-    documents: Sequence[BaseNode],
-    transformations: Sequence[TransformComponent] | None,
-    show_progress: bool,
-) -> list[BaseNode]:
-    from llama_index.core import Settings
-    from llama_index.core.ingestion import run_transformations
-    from llama_index.core.node_parser import SentenceSplitter
-
-    if transformations is None:
-        transformations = [
-            SentenceSplitter(
-                chunk_size=Settings.chunk_size,
-                chunk_overlap=Settings.chunk_overlap,
-                id_func=chunk_id,
-            )
-        ]
-    return list(
-        run_transformations(list(documents), list(transformations), show_progress=show_progress)
-    )
-
-
-def _node_rows(nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-    texts, ids, metas = [], [], []
-    for node in nodes:
-        if not isinstance(node, BaseNode):
-            raise TypeError(f"expected LlamaIndex nodes, got {type(node).__name__}")
-        meta = dict(node.metadata)
-        ref = node.ref_doc_id
-        if ref is not None and ref != node.node_id:
-            meta[REF_DOC_KEY] = ref
-        texts.append(node.get_content(metadata_mode=MetadataMode.NONE))
-        ids.append(node.node_id)
-        metas.append(meta)
-    return texts, ids, metas
