@@ -475,8 +475,8 @@ def make_untrusted_cases(root: Path, good: Path) -> Path:
 
 
 def _load_case(entry: str, folder: Path) -> Any:
-    from latentlex.loading import load_folder
     from latentlex.hub import from_pretrained
+    from latentlex.loading import load_folder
     from latentlex.sae import SparseAutoencoder
     from latentlex.terms import load_sae
 

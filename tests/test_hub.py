@@ -13,7 +13,6 @@ import pytest
 import torch
 from fake_hub import FakeHub
 from latentlex.converters import CONVERTERS, detect_format
-from latentlex.loading import load_folder
 from latentlex.errors import BackboneMismatchError, ConfigError, HubError, SAEFormatError
 from latentlex.hub import (
     CLI_COMMANDS,
@@ -23,6 +22,7 @@ from latentlex.hub import (
     push_to_hub,
     stage_for_upload,
 )
+from latentlex.loading import load_folder
 from latentlex.sae import SAEConfig, SparseAutoencoder
 from safetensors.torch import save_file
 
@@ -181,6 +181,20 @@ def test_latentsae_mean_center_folds_into_b_dec_and_loads_pooled(tmp_path):
     assert torch.allclose(sae.decode(out.top_acts, out.top_indices), ref, atol=1e-5)
 
 
+def test_backbone_named_by_the_config_only_when_sentence_transformers(tmp_path):
+    minilm = "sentence-transformers/all-MiniLM-L6-v2"
+    write_eleuther(tmp_path / "a", sae_type="TOPK", model=minilm)
+    with pytest.raises(BackboneMismatchError, match="384"):  # named, and its dimension checked
+        load_folder(tmp_path / "a")
+    write_eleuther(tmp_path / "b", sae_type="TOPK", embedding_model="my/llm")
+    with pytest.raises(ConfigError, match=r"names 'my/llm', which is not a sentence-transformers"):
+        load_folder(tmp_path / "b")
+    assert load_folder(tmp_path / "b", backbone="my/llm").cfg.backbone == "my/llm"
+    write_eleuther(tmp_path / "c", sae_type="TOPK", model="/etc/passwd-folder")
+    with pytest.raises(ConfigError, match="backbone="):  # a path in a file is never a backbone
+        load_folder(tmp_path / "c")
+
+
 def test_latentsae_batchtopk_keeps_its_threshold(tmp_path):
     extra = {"batchtopk_threshold": torch.tensor(0.05)}
     write_eleuther(tmp_path / "b", extra=extra, sae_type="batchtopk")
@@ -188,7 +202,7 @@ def test_latentsae_batchtopk_keeps_its_threshold(tmp_path):
     assert sae.cfg.architecture == "batchtopk"
     assert sae.cfg.threshold == pytest.approx(0.05) and sae.cfg.max_active == K
     acts = sae.encode(torch.randn(9, D)).top_acts
-    assert acts.shape[1] == K and bool(((acts == 0) | (acts > 0.05)).all())
+    assert acts.shape[1] == K and bool(((acts == 0) | (acts >= 0.05)).all())
 
 
 def test_latentsae_unsupported_type_refused_before_reading_weights(tmp_path):
@@ -258,7 +272,7 @@ def test_saelens_old_style_config_and_refusals(tmp_path):
         "normalize_activations": "expected_average_only_in",
     }
     write(tmp_path / "ln", norm, tensors, "sae_weights.safetensors")
-    with pytest.raises(SAEFormatError, match="dataset-wide factor .* outside this file"):
+    with pytest.raises(SAEFormatError, match=r"dataset-wide factor .* outside this file"):
         load_folder(tmp_path / "ln", backbone="b")
     write(
         tmp_path / "w",
@@ -266,7 +280,7 @@ def test_saelens_old_style_config_and_refusals(tmp_path):
         tensors,
         "sae_weights.safetensors",
     )
-    with pytest.raises(SAEFormatError, match="whitens inputs .* not in this file"):
+    with pytest.raises(SAEFormatError, match=r"whitens inputs .* not in this file"):
         load_folder(tmp_path / "w", backbone="b")
 
 
@@ -294,7 +308,7 @@ def test_bad_config_files_and_paths(tmp_path):
     with pytest.raises(SAEFormatError, match=r"cfg\.json.*JSON"):
         from_pretrained(str(folder))
     (folder / "cfg.json").write_text(" " * (1 << 20) + "{}")
-    with pytest.raises(SAEFormatError, match="too large|over the .*limit"):
+    with pytest.raises(SAEFormatError, match=r"too large|over the .*limit"):
         from_pretrained(str(folder))
     for sub in ("../x", "/etc", "a/../../b", "a\\b"):
         with pytest.raises(ConfigError):
@@ -476,7 +490,7 @@ def test_latentsae_repo_gives_a_working_pooled_sae(hub, tmp_path, backbone):
     with pytest.raises(SAEFormatError, match="subfolder= one of: 128_4, 64_8"):
         from_pretrained(repo, cache_dir=tmp_path / "c")
     # latentsae configs do not name their backbone: the message says what to pass
-    with pytest.raises(ConfigError, match="does not name the backbone.*backbone="):
+    with pytest.raises(ConfigError, match=r"does not name the backbone.*backbone="):
         from_pretrained(repo, subfolder="64_8", cache_dir=tmp_path / "c")
     minilm = "sentence-transformers/all-MiniLM-L6-v2"
     sae = from_pretrained(repo, subfolder="64_8", cache_dir=tmp_path / "c", backbone=minilm)

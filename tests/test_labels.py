@@ -132,7 +132,7 @@ def test_labels_file_round_trip(labelled, tmp_path):
     assert set(entry) >= {"label", "top_words", "examples", "frequency", "description"}
     assert read_label_map(tmp_path) == {}
     (tmp_path / LABELS_NAME).write_text("{not json")
-    with pytest.raises(SAEFormatError, match="(not valid|invalid) JSON"):
+    with pytest.raises(SAEFormatError, match=r"(not valid|invalid) JSON"):
         load_labels(tmp_path)
     assert read_label_map(tmp_path) == {}
     (tmp_path / LABELS_NAME).write_text(json.dumps({"format": 9, "latents": {}}))

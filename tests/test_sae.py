@@ -476,3 +476,106 @@ def test_from_dict_is_lenient_but_not_about_versions(caplog) -> None:  # type: i
     with pytest.raises(ConfigError):
         SAEConfig.from_dict([1, 2])  # type: ignore[arg-type]
     assert SAEConfig(d_in=8, k=4, architecture="batchtopk").effective_max_active == 16
+
+
+# ----------------------------------------------------------------------------- JumpReLU, layering
+
+
+def _jumprelu(width: int = 32, d: int = 8, **cfg) -> SparseAutoencoder:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=d, width=width, k=4, architecture="jumprelu", **cfg))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.2)
+        sae.threshold.copy_(torch.linspace(-0.2, 0.8, width))  # one threshold per latent
+    return sae
+
+
+def test_jumprelu_keeps_each_latent_over_its_own_threshold() -> None:
+    sae = _jumprelu()
+    x = torch.randn(50, 8)
+    pre = (x - sae.b_dec) @ sae.W_enc.detach().T + sae.b_enc.detach()
+    ref = torch.relu(pre) * (pre > sae.threshold)  # SAELens' JumpReLU
+    out = sae.encode(x)
+    dense = torch.zeros(50, 32).scatter_add(1, out.top_indices, out.top_acts)
+    assert torch.allclose(dense, ref, atol=1e-6)
+    counts = (ref > 0).sum(1)
+    assert out.top_acts.shape[1] == int(counts.max()) and int(counts.min()) < int(counts.max())
+    one_by_one = torch.cat(
+        [  # blocks of different widths are padded to one
+            torch.zeros(1, 32).scatter_add(1, o.top_indices, o.top_acts)
+            for o in (sae.encode(x[i : i + 1]) for i in range(50))
+        ]
+    )
+    assert torch.allclose(one_by_one, ref, atol=1e-6)
+
+
+def test_jumprelu_cap_save_load_and_no_training(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sae = _jumprelu(max_active=3)
+    x = torch.randn(20, 8)
+    out = sae.encode(x)
+    assert out.top_acts.shape[1] <= 3
+    sae.save(tmp_path / "j")
+    back = SparseAutoencoder.load(tmp_path / "j")
+    assert type(back).__name__ == "JumpReLUSAE" and torch.equal(back.threshold, sae.threshold)
+    assert back.fingerprint() == sae.fingerprint()
+    assert torch.equal(back.encode(x).top_acts, out.top_acts)
+    with pytest.raises(ConfigError, match="inference-only"):
+        sae.forward(x)
+
+
+def test_input_norm_encodes_normalised_rows_and_is_not_trained() -> None:
+    torch.manual_seed(1)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, width=32, k=4, input_norm="layer_norm"))
+    x = torch.randn(6, 8) * 3 + 1
+    ln = (x - x.mean(1, keepdim=True)) / (x.std(1, keepdim=True) + 1e-5)
+    plain = SparseAutoencoder(SAEConfig(d_in=8, width=32, k=4))
+    plain.load_state_dict(sae.state_dict())
+    assert torch.equal(sae.encode(x).top_indices, plain.encode(ln).top_indices)
+    out = plain.encode(ln)
+    y = plain.decode(out.top_acts, out.top_indices)
+    undone = y * x.std(1, keepdim=True) + x.mean(1, keepdim=True)
+    assert torch.allclose(sae.reconstruct(x), undone, atol=1e-5)
+    assert sae.fingerprint() != plain.fingerprint()
+    with pytest.raises(ConfigError, match="normalises its inputs"):
+        sae.forward(x)
+    with pytest.raises(ConfigError, match="input_norm"):
+        SAEConfig(d_in=8, width=32, k=4, input_norm="whitening")
+
+
+def test_batchtopk_keeps_an_activation_equal_to_the_threshold() -> None:
+    from latentlex.sae import BatchTopKSAE
+
+    torch.manual_seed(2)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, width=32, k=4, architecture="batchtopk"))
+    assert isinstance(sae, BatchTopKSAE)
+    x = torch.randn(1, 8)
+    pre = (x - sae.b_dec) @ sae.W_enc.detach().T + sae.b_enc.detach()
+    sae.cfg.threshold = float(pre.max())  # exactly the largest activation
+    acts = sae.encode(x).top_acts
+    assert int((acts > 0).sum()) == 1  # '>=' keeps it ('>' kept nothing)
+
+
+def test_load_dtype_file_keeps_bf16(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sae = SparseAutoencoder(SAEConfig(d_in=8, width=32, k=4)).to(torch.bfloat16)
+    sae.save(tmp_path / "b")
+    assert SparseAutoencoder.load(tmp_path / "b").W_enc.dtype == torch.float32
+    kept = SparseAutoencoder.load(tmp_path / "b", dtype="file")
+    assert kept.W_enc.dtype == torch.bfloat16
+    assert kept.encode(torch.randn(3, 8)).top_acts.dtype == torch.float32
+
+
+def test_modules_are_layered() -> None:
+    """The SAE model imports nothing of formats, loading, the Hub, terms or labels (no cycle)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, latentlex.sae, latentlex.converters, latentlex.loading;"
+        "bad = [m for m in ('latentlex.hub', 'latentlex.hub_download', 'latentlex.terms',"
+        " 'latentlex.labels', 'latentlex.card') if m in sys.modules];"
+        "import latentlex.hub; bad += [m for m in ('latentlex.terms', 'latentlex.labels')"
+        " if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert not hasattr(SparseAutoencoder, "from_pretrained")

@@ -686,7 +686,8 @@ class SparseAutoencoder(nn.Module):
         cfg = self.cfg.to_dict()
         cfg["architecture"] = self.architecture_name
         tensors = {
-            n: getattr(self, n).detach().to("cpu").contiguous() for n in self.weight_shapes(self.cfg)
+            n: getattr(self, n).detach().to("cpu").contiguous()
+            for n in self.weight_shapes(self.cfg)
         }
         tmp_w = folder / (SAE_WEIGHTS_NAME + ".tmp")
         save_file(tensors, str(tmp_w), metadata={"format": "latentlex-sae"})
