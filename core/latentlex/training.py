@@ -114,9 +114,15 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be an int, got {v!r}")
         if self.width < 1 or not 0 < self.k <= self.width:
             raise ConfigError(f"need 1 <= k <= width, got k={self.k}, width={self.width}")
-        if self.architecture not in ARCHITECTURES:
+        trainable = sorted(name for name, cls in ARCHITECTURES.items() if cls.trainable)
+        if self.architecture not in trainable:
             raise ConfigError(
-                f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}"
+                f"architecture must be one of {trainable}, got {self.architecture!r}"
+                + (
+                    " (inference only: loaded from other libraries, not trained by latentlex)"
+                    if self.architecture in ARCHITECTURES
+                    else ""
+                )
             )
         if not self.epochs > 0 or not math.isfinite(self.epochs):
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
