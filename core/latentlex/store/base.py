@@ -156,9 +156,20 @@ class Hit:
     lexical_score: float | None = None
     lexical_rank: int | None = None
 
+    def legs(self) -> dict[str, Any]:
+        """Each leg's score and rank (``None`` where absent), by field name."""
+        return {
+            "dense_score": self.dense_score,
+            "sparse_score": self.sparse_score,
+            "lexical_score": self.lexical_score,
+            "dense_rank": self.dense_rank,
+            "sparse_rank": self.sparse_rank,
+            "lexical_rank": self.lexical_rank,
+        }
+
 
 class Fusion(str, Enum):
-    """How the dense, sparse (and lexical) legs are fused (always inside Qdrant).
+    """How the dense, sparse (and lexical) legs are fused (by Qdrant; MINMAX: see below).
 
     - ``RRF``: reciprocal rank fusion as Qdrant computes it, ``Σ_leg 1 / (rank / w_leg +
       rrf_k − 1)`` with 1-based ranks in each leg's prefetch list (unweighted:
@@ -170,9 +181,12 @@ class Fusion(str, Enum):
       scales differ (cosine vs. BM25), so choose the weights accordingly.
     - ``MINMAX``: score-normalised fusion, ``Σ_leg w_leg · (s − min_leg) / (max_leg − min_leg)``
       with each leg's min and max taken over its own ``prefetch_limit`` candidates for this query
-      (a document missing from a leg gets 0 there). Two engine round trips: the legs first, then
-      a Qdrant formula query over the prefetches with the per-query constants, so filters,
-      limits and payloads are the engine's as for every other fusion. Unlike RRF it keeps how
+      (a document missing from a leg gets 0 there). The engine runs the legs (with the filter,
+      ``prefetch_limit`` deep); the embedded store finishes the min-max arithmetic on the scores
+      of that same round trip (:func:`fuse_minmax`) and reads the ``k`` hits' payloads by id; a
+      server store sends the per-query constants back as a Qdrant formula query over the
+      prefetches (a second round trip, which keeps the legs' payloads off the network). Unlike
+      RRF it keeps how
       far ahead a leg's best document is, and unlike DBSF it is not thrown by a leg's score
       distribution; it is the best fusion measured in ``benchmarks/research_fusion.py``.
     """
@@ -702,6 +716,26 @@ def minmax_terms(
         else:
             out.append((float(w), -float(w) * (lo - 1.0), lo - 1.0))
     return out
+
+
+def fuse_minmax(
+    legs: Sequence[Sequence[tuple[str, float]]], weights: Sequence[float], k: int
+) -> list[tuple[str, float]]:
+    """The top ``k`` of the ``MINMAX`` fusion of ``legs`` (each leg's ``(point id, score)``).
+
+    The same arithmetic as the engine's formula query over the legs as prefetches (see
+    :func:`minmax_terms`): every candidate of any leg gets ``Σ_leg scale · s + offset``, a leg it
+    is missing from contributing 0. Ties are broken by point id, so the order is deterministic.
+    Computing it here from the legs the engine returned saves the second engine query that the
+    formula would need (the legs' scores set its constants), with the same hits.
+    """
+    terms = minmax_terms(legs, weights)
+    fused: dict[str, float] = {}
+    for leg, (scale, offset, _) in zip(legs, terms, strict=True):
+        for pid, score in leg:
+            fused[pid] = fused.get(pid, 0.0) + (scale * score + offset)
+    ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+    return ranked[:k]
 
 
 def split_legs(

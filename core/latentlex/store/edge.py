@@ -55,11 +55,11 @@ from latentlex.store.base import (
     check_record,
     chunks,
     doc_ids_of,
+    fuse_minmax,
     hashes_of,
     hits_with_legs,
     index_target,
     make_record,
-    minmax_terms,
     needs_legs,
     point_id,
     prepare_points,
@@ -525,14 +525,9 @@ class EdgeStore(ThreadedAsyncMixin):
                 break
         return records_in_order(found, doc_ids_of(found), spec)
 
-    def _requests(
-        self, req: SearchRequest, norms: Sequence[tuple[float, float, float]] | None = None
-    ) -> list[Any]:
-        """The engine queries of one request: the final one, then the legs alone if asked.
-
-        ``norms``: the per-leg ``(scale, offset, default)`` of a ``MINMAX`` request, measured
-        from its legs (see :func:`~latentlex.store.base.minmax_terms`); its legs are not re-run.
-        """
+    def _requests(self, req: SearchRequest) -> list[Any]:
+        """The engine queries of one request: the final one, then the legs alone if asked
+        (``MINMAX`` requests are sent as their legs alone: see :meth:`search_batch`)."""
         import qdrant_edge as qe
 
         legs, flt = self._leg_queries(req)
@@ -548,17 +543,6 @@ class EdgeStore(ThreadedAsyncMixin):
             fusion = qe.Fusion.Rrf(k=req.rrf_k, weights=None if unweighted else weights)
         elif req.fusion is Fusion.DBSF:
             fusion = qe.Fusion.Dbsf()
-        elif req.fusion is Fusion.MINMAX:
-            assert norms is not None, "MINMAX needs the legs' scores first"
-            fusion = qe.Formula(
-                E.Sum(
-                    [
-                        E.Sum([E.Mult([E.Constant(a), E.Variable(f"$score[{i}]")]), E.Constant(b)])
-                        for i, (a, b, _) in enumerate(norms)
-                    ]
-                ),
-                defaults={f"$score[{i}]": d for i, (_, _, d) in enumerate(norms)},
-            )
         else:
             fusion = qe.Formula(
                 E.Sum(
@@ -570,7 +554,7 @@ class EdgeStore(ThreadedAsyncMixin):
                 defaults={f"$score[{i}]": 0.0 for i in range(len(weights))},
             )
         out = [qe.QueryRequest(limit=req.k, prefetches=prefetches, query=fusion, with_payload=True)]
-        if needs_legs(req) and norms is None:
+        if needs_legs(req):
             out += self._leg_requests(req)
         return out
 
@@ -608,44 +592,47 @@ class EdgeStore(ThreadedAsyncMixin):
         return self.search_batch([req])[0]
 
     def search_batch(self, reqs: Sequence[SearchRequest]) -> list[list[Hit]]:
-        """Run several queries (with their legs) as one planned engine batch.
+        """Run several queries (with their legs) as one engine batch.
 
-        ``MINMAX`` requests take one more batch before it: their legs, whose scores set the
-        normalisation constants of the fused formula query.
+        ``MINMAX`` requests send only their legs; the min-max fusion is finished on the scores of
+        that same batch (:func:`~latentlex.store.base.fuse_minmax`, the engine's formula
+        arithmetic) and the ``k`` hits' payloads are read by id: one engine query per request.
         """
         import qdrant_edge as qe
 
         shard = self._open_shard()
         if not reqs:
             return []
-        pre: dict[int, list[list[tuple[str, float]]]] = {}
-        first = {i: self._leg_requests(r) for i, r in enumerate(reqs) if two_phase(r)}
-        if first:
-            flat = [q for plan in first.values() for q in plan]
-            with _engine("query"):
-                results = shard.query_batch(qe.QueryBatchRequest(flat))
-            pos = 0
-            for i, plan in first.items():
-                pre[i] = [
-                    [(str(p.id), float(p.score)) for p in leg]
-                    for leg in results[pos : pos + len(plan)]
-                ]
-                pos += len(plan)
-        plans = [
-            self._requests(r, minmax_terms(pre[i], r.leg_weights) if i in pre else None)
-            for i, r in enumerate(reqs)
-        ]
+        plans = [self._leg_requests(r) if two_phase(r) else self._requests(r) for r in reqs]
         flat = [q for plan in plans for q in plan]
         with _engine("query"):
             results = shard.query_batch(qe.QueryBatchRequest(flat))
         out: list[list[Hit]] = []
+        fused_ids: dict[int, list[tuple[str, float]]] = {}
+        legs_of: list[list[list[tuple[str, float]]]] = []
         pos = 0
         for i, (req, plan) in enumerate(zip(reqs, plans, strict=True)):
             res = results[pos : pos + len(plan)]
             pos += len(plan)
-            fused = [(str(p.id), float(p.score), p.payload) for p in res[0]]
-            legs = [[(str(p.id), float(p.score)) for p in leg] for leg in res[1:]]
-            if i in pre and req.with_legs:
-                legs = pre[i]
-            out.append(hits_with_legs(fused, req, *split_legs(req, legs)))
+            legs = [[(str(p.id), float(p.score)) for p in leg] for leg in res]
+            if two_phase(req):
+                fused_ids[i] = fuse_minmax(legs, req.leg_weights, req.k)
+                legs_of.append(legs)
+            else:
+                legs_of.append(legs[1:])
+        payloads: dict[str, Any] = {}
+        wanted = list(dict.fromkeys(pid for top in fused_ids.values() for pid, _ in top))
+        if wanted:
+            with _engine("retrieve"):
+                recs = shard.retrieve(wanted, True, False)
+            payloads = {str(r.id): r.payload for r in recs}
+        pos = 0
+        for i, (req, plan) in enumerate(zip(reqs, plans, strict=True)):
+            res = results[pos : pos + len(plan)]
+            pos += len(plan)
+            if i in fused_ids:
+                fused = [(pid, sc, payloads.get(pid)) for pid, sc in fused_ids[i]]
+            else:
+                fused = [(str(p.id), float(p.score), p.payload) for p in res[0]]
+            out.append(hits_with_legs(fused, req, *split_legs(req, legs_of[i])))
         return out
