@@ -6,13 +6,13 @@ Documents in (rows for :meth:`LatentIndex.add`, split to what the backbone reads
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
+from latentlex._options import refuse_unknown as _refuse_unknown
 from latentlex.chunking import chunk_limit, default_overlap, split_text
 from latentlex.errors import ConfigError
 from latentlex.index import LatentIndex, build_index, content_hash
@@ -46,41 +46,31 @@ LEG_KEYS = (
     "explanation",
 )
 
-#: Names users reach for that mean something else here.
+#: Names users reach for that mean something else here, and what to use instead.
 _RIGHT_NAME = {
-    "top_k": "k",
-    "similarity_top_k": "k",
-    "n": "k",
-    "filters": "filter",
-    "where": "filter",
-    "search_type": "mode",
-    "alpha": "weights",
+    "top_k": "use k=",
+    "similarity_top_k": "use k=",
+    "n": "use k=",
+    "filters": "use filter=",
+    "where": "use filter=",
+    "search_type": "use mode=",
+    "alpha": "use weights=",
+    "search_kwargs": (
+        "give the search options directly (k=, filter=, mode=, fusion=, weights=), per call, "
+        "or via vector_store.as_retriever(search_kwargs=...)"
+    ),
 }
 
 
 def refuse_unknown(
     given: Iterable[str], known: Iterable[str], owner: str, what: str = "argument"
 ) -> None:
-    """Raise naming the right argument for each unknown one (never silently ignore it).
+    """:func:`latentlex._options.refuse_unknown` with LangChain's usual wrong names.
 
     Raises:
         TypeError: an unknown name, with the right one when there is one.
     """
-    known = sorted(known)
-    for name in given:
-        if name in known:
-            continue
-        if name == "search_kwargs":
-            hint = (
-                "give the search options directly (k=, filter=, mode=, fusion=, weights=), "
-                "per call, or via vector_store.as_retriever(search_kwargs=...)"
-            )
-        elif name in _RIGHT_NAME:
-            hint = f"use {_RIGHT_NAME[name]}="
-        else:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}=?" if close else f"known: {', '.join(known)}"
-        raise TypeError(f"{owner} has no {what} {name!r}: {hint}")
+    _refuse_unknown(given, known, owner, what, _RIGHT_NAME)
 
 
 def open_index(
@@ -195,15 +185,7 @@ def to_documents(
     for n, hit in enumerate(hits):
         meta = dict(hit.metadata)
         if include_legs:
-            meta.update(
-                score=hit.score,
-                dense_score=hit.dense_score,
-                sparse_score=hit.sparse_score,
-                lexical_score=hit.lexical_score,
-                dense_rank=hit.dense_rank,
-                sparse_rank=hit.sparse_rank,
-                lexical_rank=hit.lexical_rank,
-            )
+            meta.update(score=hit.score, **hit.legs())
         if explanations is not None:
             meta["explanation"] = dict(explanations[n])
         docs.append(Document(id=hit.doc_id, page_content=hit.text, metadata=meta))

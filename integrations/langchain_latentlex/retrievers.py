@@ -21,6 +21,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from latentlex._options import ClosesIndex
 from latentlex.index import DEFAULT_FUSION, LatentIndex
 from latentlex.store.base import MODES, Fusion
 from latentlex.store.filters import check as check_filter
@@ -51,7 +52,7 @@ __all__ = ["LEG_KEYS", "LatentLexRetriever"]
 Weights = tuple[float, float] | tuple[float, float, float]
 
 
-class LatentLexRetriever(BaseRetriever):
+class LatentLexRetriever(ClosesIndex, BaseRetriever):
     """Retrieve from a latentlex hybrid index: dense + latent terms, + lexical BM25 of the words
     when the index has that leg (new indexes do by default), fused inside Qdrant.
 
@@ -242,27 +243,6 @@ class LatentLexRetriever(BaseRetriever):
     async def aadd_documents(self, documents: Iterable[Document]) -> list[str]:
         """Async :meth:`add_documents`."""
         return await self.index.aadd(*document_rows(documents))
-
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Close the index (and its store); idempotent."""
-        self.index.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        await self.index.aclose()
-
-    def __enter__(self) -> LatentLexRetriever:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> LatentLexRetriever:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------------ retrieving
     def _call_options(self, overrides: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:

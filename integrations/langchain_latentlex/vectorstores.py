@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
+from latentlex._options import ClosesIndex, check_weights
 from latentlex.errors import ConfigError
 from latentlex.index import DEFAULT_FUSION, LatentIndex
 from latentlex.store.base import MODES, Fusion, Hit
@@ -54,22 +55,7 @@ _SETTINGS = ("mode", "fusion", "weights", "filter", "search_options")
 _CALL_OPTIONS = ("mode", "fusion", "weights", "rrf_k", "prefetch_limit")
 
 
-def _weights(weights: Any) -> tuple[float, ...] | None:
-    if weights is None:
-        return None
-    try:
-        out = tuple(float(w) for w in weights)
-    except (TypeError, ValueError):
-        out = ()
-    if len(out) not in (2, 3) or isinstance(weights, (str, bytes)):
-        raise ConfigError(
-            f"weights must be two (dense, sparse) or three (dense, sparse, lexical) numbers, "
-            f"got {weights!r}"
-        )
-    return out
-
-
-class LatentLexVectorStore(VectorStore):
+class LatentLexVectorStore(ClosesIndex, VectorStore):
     """A LangChain vector store on a latentlex hybrid index (dense + latent terms, + BM25 of the
     words), fused inside Qdrant; embedded Qdrant in a folder, ``":memory:"``, or a server.
 
@@ -151,7 +137,7 @@ class LatentLexVectorStore(VectorStore):
         if name == "fusion":
             return Fusion(value)
         if name == "weights":
-            return _weights(value)
+            return check_weights(value)
         if name == "filter":
             return check_filter(value)
         options = dict(value or {})
@@ -275,27 +261,6 @@ class LatentLexVectorStore(VectorStore):
             lexical=lexical, index_kwargs=index_kwargs,
         )  # fmt: skip
         return cls(index, **settings)
-
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Close the index (and its store); idempotent."""
-        self.index.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        await self.index.aclose()
-
-    def __enter__(self) -> LatentLexVectorStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> LatentLexVectorStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # ------------------------------------------------------------------ writing
     def add_texts(

@@ -20,6 +20,7 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TransformComponent
 from llama_index.core.vector_stores.types import MetadataFilters
 
+from latentlex._options import ClosesIndex
 from latentlex.errors import ConfigError
 from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index
 from latentlex.store.base import Fusion, Hit
@@ -80,7 +81,7 @@ def _positive(name: str, value: Any) -> int:
     return value
 
 
-class LatentLexRetriever(BaseRetriever):
+class LatentLexRetriever(ClosesIndex, BaseRetriever):
     """Retrieve from a latentlex hybrid index: dense + latent terms, + lexical BM25 of the words
     when the index has that leg (new indexes do by default), fused inside Qdrant.
 
@@ -317,27 +318,6 @@ class LatentLexRetriever(BaseRetriever):
         texts, ids, metas = node_rows(nodes)
         return await self.index.aadd(texts, ids, metas)
 
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Close the index (and its store); idempotent."""
-        self.index.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        await self.index.aclose()
-
-    def __enter__(self) -> LatentLexRetriever:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> LatentLexRetriever:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
     # ------------------------------------------------------------------ retrieving
     def _options(self) -> dict[str, Any]:
         return {
@@ -378,14 +358,7 @@ class LatentLexRetriever(BaseRetriever):
             node = to_node(hit.doc_id, hit.text, hit.metadata)
             extra: dict[str, Any] = {}
             if self.include_legs:
-                extra.update(
-                    dense_score=hit.dense_score,
-                    sparse_score=hit.sparse_score,
-                    lexical_score=hit.lexical_score,
-                    dense_rank=hit.dense_rank,
-                    sparse_rank=hit.sparse_rank,
-                    lexical_rank=hit.lexical_rank,
-                )
+                extra.update(hit.legs())
             if explanations is not None:
                 extra["explanation"] = explanations[n]
             node.metadata.update(extra)

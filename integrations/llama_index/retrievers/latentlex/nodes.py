@@ -8,7 +8,6 @@ excluded keys, templates), so a hit comes back as the node that was written.
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,8 @@ from llama_index.core.schema import (
 )
 from llama_index.core.vector_stores.utils import metadata_dict_to_node, node_to_metadata_dict
 
+from latentlex._options import check_weights
+from latentlex._options import refuse_unknown as _refuse_unknown
 from latentlex.errors import ConfigError
 from latentlex.store.base import MODES
 
@@ -130,22 +131,6 @@ def split(
     )
 
 
-def check_weights(weights: Any) -> tuple[float, ...] | None:
-    """Leg weights as a tuple of two or three floats (``None`` stays ``None``)."""
-    if weights is None:
-        return None
-    try:
-        out = tuple(float(w) for w in weights)
-    except (TypeError, ValueError):
-        out = ()
-    if len(out) not in (2, 3) or isinstance(weights, (str, bytes)):
-        raise ConfigError(
-            f"weights must be two (dense, sparse) or three (dense, sparse, lexical) numbers, "
-            f"got {weights!r}"
-        )
-    return out
-
-
 def check_mode(mode: Any, index: LatentIndex) -> str:
     """A search mode the index can run."""
     if mode not in MODES:
@@ -158,31 +143,22 @@ def check_mode(mode: Any, index: LatentIndex) -> str:
     return str(mode)
 
 
-#: Names users reach for that mean something else here.
+#: Names users reach for that mean something else here, and what to use instead.
 _RIGHT_NAME = {
-    "top_k": "similarity_top_k",
-    "k": "similarity_top_k",
-    "filter": "filters",
-    "search_kwargs": "the arguments themselves (similarity_top_k=, filters=, mode=, ...)",
-    "vector_store_query_mode": "mode",
+    "top_k": "use similarity_top_k",
+    "k": "use similarity_top_k",
+    "filter": "use filters",
+    "search_kwargs": "use the arguments themselves (similarity_top_k=, filters=, mode=, ...)",
+    "vector_store_query_mode": "use mode",
 }
 
 
 def refuse_unknown(
     given: Iterable[str], known: Iterable[str], owner: str, what: str = "argument"
 ) -> None:
-    """Raise naming the right argument for each unknown one (never silently ignore it).
+    """:func:`latentlex._options.refuse_unknown` with LlamaIndex's usual wrong names.
 
     Raises:
         TypeError: an unknown name, with the right one when there is one.
     """
-    known = sorted(known)
-    for name in given:
-        if name in known:
-            continue
-        if name in _RIGHT_NAME:
-            hint = f"use {_RIGHT_NAME[name]}"
-        else:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
-        raise TypeError(f"{owner} has no {what} {name!r}: {hint}")
+    _refuse_unknown(given, known, owner, what, _RIGHT_NAME)

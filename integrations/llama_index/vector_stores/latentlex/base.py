@@ -44,6 +44,7 @@ from llama_index.retrievers.latentlex.nodes import (
     to_node,
 )
 
+from latentlex._options import ClosesIndex
 from latentlex.errors import ConfigError
 from latentlex.index import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, LatentIndex, build_index
 from latentlex.store.base import Fusion, Hit, PointRecord
@@ -111,7 +112,7 @@ def alpha_weights(alpha: float, lexical: bool) -> tuple[float, ...]:
     return (float(alpha), (1.0 - alpha) * share, (1.0 - alpha) * (1.0 - share))
 
 
-class LatentLexVectorStore(BasePydanticVectorStore):
+class LatentLexVectorStore(ClosesIndex, BasePydanticVectorStore):
     """A LlamaIndex vector store on a latentlex hybrid index (dense + latent terms, + BM25 of the
     words), fused inside Qdrant: embedded Qdrant in a folder, ``":memory:"``, or a server.
 
@@ -285,26 +286,8 @@ class LatentLexVectorStore(BasePydanticVectorStore):
             self, embed_model=self.embed_model, **index_kwargs
         )
 
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        """Close the index (and its store); idempotent."""
-        self._index.close()
-
-    async def aclose(self) -> None:
-        """Async :meth:`close`."""
-        await self._index.aclose()
-
-    def __enter__(self) -> LatentLexVectorStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    async def __aenter__(self) -> LatentLexVectorStore:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    def _owned_index(self) -> LatentIndex:
+        return self._index
 
     # ------------------------------------------------------------------ writing
     def _rows(self, nodes: Sequence[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
