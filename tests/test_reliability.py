@@ -322,14 +322,9 @@ def untrusted(tiny_sae_dir, tmp_path_factory) -> dict[str, Any]:
     return run_untrusted_probe(cases)
 
 
-#: (case, entry point) pairs a known bug still lets through; fix proposed in the issue-8 report.
-KNOWN_UNTRUSTED = {
-    (
-        "huge_cfg_json",
-        "SparseAutoencoder.load",
-    ): "SparseAutoencoder.load reads cfg.json of any size",
-    ("huge_cfg_json", "load_sae"): "SparseAutoencoder.load reads cfg.json of any size",
-}
+#: (case, entry point) pairs a known bug still lets through (none since issue 15: every JSON file
+#: is read through latentlex.safeio with a size cap checked before reading).
+KNOWN_UNTRUSTED: dict[tuple[str, str], str] = {}
 
 
 @pytest.mark.timeout(600)
@@ -369,13 +364,10 @@ def test_untrusted_sae_folders(untrusted):
 
 
 def test_native_loader_caps_cfg_size(untrusted):
-    """Expected failure while SparseAutoencoder.load reads a 32 MB cfg.json (fix in report)."""
-    rows = [r for r in untrusted["cases"] if (r["case"], r["entry"]) in KNOWN_UNTRUSTED]
-    if any(r["outcome"] != "refused" for r in rows):
-        pytest.xfail(
-            "known bug: SparseAutoencoder.load (and LatentTermEncoder(folder)) parse a cfg.json "
-            "of any size; fix: refuse > 1 MiB before reading, as converters.read_json does"
-        )
+    """Every entry point refuses a 32 MB cfg.json before reading it (fixed in issue 15)."""
+    rows = [r for r in untrusted["cases"] if r["case"] == "huge_cfg_json"]
+    assert rows and all(r["outcome"] == "refused" for r in rows), rows
+    assert all(r["rss_growth_mib"] < 16 and r["seconds"] < 1 for r in rows), rows
 
 
 # ------------------------------------------------------------------------------------- secrets

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -213,10 +215,25 @@ def _check_folder_arg(flag: str, value: str | None) -> None:
 
 
 def _check_store_arg(args: argparse.Namespace) -> None:
-    """Refuse a bad --store or --url before the SAE, the backbone or the store is opened."""
+    """Refuse a bad --store or --url before the SAE, the backbone or the store is opened.
+
+    On the embedded store, a ``--recreate`` swap that an earlier run did not finish is repaired
+    first (:func:`_repair_swap`), whatever the command.
+    """
     url = getattr(args, "url", None)
     if not url:
-        _check_folder_arg("--store", getattr(args, "store", None))
+        store = getattr(args, "store", None)
+        _check_folder_arg("--store", store)
+        collection = getattr(args, "collection", None)
+        if collection is not None and (
+            not collection or collection.startswith(".") or any(c in collection for c in "/\\\0")
+        ):
+            raise LatentLexError(
+                f"--collection {collection!r} is not a plain folder name (no '/', no leading '.')"
+            )
+        if store is not None and collection:
+            live = Path(store) / collection
+            _repair_swap(live, live.with_name(live.name + _OLD))
         return
     from urllib.parse import urlsplit
 
@@ -260,14 +277,76 @@ def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
         from .terms import LatentTermEncoder
 
         encoder = LatentTermEncoder(args.sae, args.model)
+    collection = kwargs.pop("collection", args.collection)
     return LatentIndex(
         encoder,
         None if args.url else args.store,
         url=args.url,
         api_key=os.environ.get("QDRANT_API_KEY") if args.url else None,
-        collection=args.collection,
+        collection=collection,
         **kwargs,
     )
+
+
+#: Suffixes of the folders a staged ``index --recreate`` writes (new) and sets aside (old).
+_NEW, _OLD = ".latentlex-new", ".latentlex-old"
+
+
+@contextlib.contextmanager
+def _staged_recreate(args: argparse.Namespace) -> Iterator[str]:
+    """``index --recreate`` on the embedded store: build the collection beside the live one and
+    swap it in only when the whole corpus is written.
+
+    Yields the collection name to write to. The live collection stays locked (a second opener
+    gets the usual "already open" error) and untouched until the swap: two folder renames. If
+    the run fails or is interrupted, the half-built folder is removed and the live collection is
+    as it was. A swap cut between its two renames is repaired by the next run (the old folder is
+    put back).
+    """
+    from .store.edge import LOCK_FILE
+
+    root = Path(args.store)
+    live, new, old = (root / f"{args.collection}{x}" for x in ("", _NEW, _OLD))
+    _repair_swap(live, old)
+    shutil.rmtree(new, ignore_errors=True)  # the leftovers of an interrupted run
+    lock_fd = None
+    if live.is_dir():
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: the engine's own WAL lock remains
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            lock_fd = os.open(live / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(lock_fd)
+                raise StoreError(
+                    f"collection {args.collection!r} at {live} is already open in another "
+                    "process; close it first"
+                ) from None
+    try:
+        try:
+            yield new.name
+        except BaseException:
+            shutil.rmtree(new, ignore_errors=True)
+            raise
+        if live.is_dir():
+            os.rename(live, old)
+        os.rename(new, live)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
+
+
+def _repair_swap(live: Path, old: Path) -> None:
+    """Finish or undo a swap an earlier run did not complete."""
+    if old.is_dir():
+        if live.is_dir():
+            shutil.rmtree(old, ignore_errors=True)  # the swap was done but for the cleanup
+        else:
+            os.rename(old, live)  # cut between the renames: the previous collection comes back
 
 
 def _collection_exists(args: argparse.Namespace) -> bool:
@@ -333,14 +412,28 @@ def _run_index(args: argparse.Namespace) -> int:
     # already stored with the same content is skipped. Documents are then streamed again, at
     # most --chunk-size at a time; a new collection's lexical leg gets avg_len measured on the
     # first chunk.
+    #
+    # --recreate on the embedded store goes one step further: the new collection is built beside
+    # the live one and swapped in at the end (_staged_recreate), so even a run killed half-way
+    # leaves the old collection as it was. On a server (--url) the drop happens after the
+    # validation, when the SAE, the backbone and the server have been opened.
     _check_store_arg(args)
-    with corpus.open_corpus(args.corpus) as files:
+    staged = args.recreate and not args.url
+    with contextlib.ExitStack() as stack:
+        files = stack.enter_context(corpus.open_corpus(args.corpus))
         total_docs = corpus.validate_corpus(files)
         docs = corpus.read_corpus(files, validate=False)
         chunk = list(islice(docs, args.chunk_size))
         lexical = _index_lexical(args, [d.text for d in chunk])
+        if staged:
+            _check_folder_arg("--store", args.store)
+        target = stack.enter_context(_staged_recreate(args)) if staged else args.collection
         index = _open_index(
-            args, recreate=args.recreate, batch_size=args.batch_size, lexical=lexical
+            args,
+            recreate=args.recreate,
+            batch_size=args.batch_size,
+            lexical=lexical,
+            collection=target,
         )
         seen = 0
         written = 0

@@ -35,6 +35,7 @@ __all__ = [
     "corpus_files",
     "count_documents",
     "iter_jsonl",
+    "iter_lines",
     "open_corpus",
     "read_corpus",
     "validate_corpus",
@@ -150,7 +151,7 @@ def corpus_files(path: str | os.PathLike[str]) -> list[Path]:
         return [f.path for f in files]
 
 
-def _lines(file: CorpusFile) -> Iterator[tuple[int, str]]:
+def iter_lines(file: CorpusFile) -> Iterator[tuple[int, str]]:
     """``(line number, text)`` of a file, each line decoded on its own (bounded memory)."""
     try:
         fh = file.path.open("rb")
@@ -192,7 +193,7 @@ def iter_jsonl(file: CorpusFile | str | os.PathLike[str]) -> Iterator[tuple[str,
     if not isinstance(file, CorpusFile):
         p = Path(file)
         file = CorpusFile(p, str(p), "jsonl", p.stem)
-    for lineno, line in _lines(file):
+    for lineno, line in iter_lines(file):
         if not line.strip():
             continue
         where = f"{file.name}:{lineno}"
@@ -272,7 +273,7 @@ def _iter_file(file: CorpusFile) -> Iterator[tuple[str, Document]]:
         for where, obj in iter_jsonl(file):
             yield where, parse_document(obj, where)
         return
-    for lineno, line in _lines(file):
+    for lineno, line in iter_lines(file):
         text = line.strip()
         if text:
             yield (

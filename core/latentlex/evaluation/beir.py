@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latentlex._validate import has_surrogate
+from latentlex.corpus import CorpusFile, iter_jsonl, iter_lines
 from latentlex.errors import CorpusError
 
 __all__ = ["BeirDataset", "Document", "Qrels", "doc_text", "load_beir", "subset", "write_beir"]
@@ -80,68 +82,87 @@ def doc_text(doc: Document) -> str:
     return f"{doc.get('title', '') or ''} {doc.get('text', '') or ''}".strip()
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CorpusError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(obj, dict) or "_id" not in obj:
-                raise CorpusError(f"{path}:{lineno}: expected a JSON object with an '_id' field")
-            yield lineno, obj
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    """``(file:line, object)`` per line, read as :mod:`latentlex.corpus` reads a corpus: one
+    line at a time, UTF-8 and JSON errors with the line, size and nesting capped."""
+    for where, obj in iter_jsonl(path):
+        if "_id" not in obj:
+            raise CorpusError(f"{where}: expected a JSON object with an '_id' field")
+        yield where, obj
+
+
+def _text(obj: dict, key: str, where: str, *, required: bool) -> str:
+    value = obj.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str):
+        shown = "null" if value is None else repr(value)[:40]
+        raise CorpusError(f"{where}: field {key!r} must be a string, got {shown}")
+    if has_surrogate(value):
+        raise CorpusError(f"{where}: field {key!r} holds a lone surrogate (not valid UTF-8)")
+    return value
+
+
+def _id(obj: dict, where: str) -> str:
+    value = obj["_id"]
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        raise CorpusError(f"{where}: field '_id' must be a non-empty string, got {value!r:.40}")
+    return str(value)
 
 
 def _read_corpus(path: Path) -> dict[str, Document]:
     corpus: dict[str, Document] = {}
-    for lineno, obj in _iter_jsonl(path):
-        doc_id = str(obj["_id"])
+    first: dict[str, str] = {}
+    for where, obj in _iter_jsonl(path):
+        doc_id = _id(obj, where)
         if doc_id in corpus:
-            raise CorpusError(f"{path}:{lineno}: duplicate document id {doc_id!r}")
-        title, text = obj.get("title") or "", obj.get("text") or ""
-        if not isinstance(title, str) or not isinstance(text, str):
-            raise CorpusError(f"{path}:{lineno}: 'title' and 'text' must be strings")
-        corpus[doc_id] = {"title": title, "text": text}
+            raise CorpusError(
+                f"{where}: duplicate document id {doc_id!r} (first at {first[doc_id]})"
+            )
+        first[doc_id] = where
+        title = _text(obj, "title", where, required=False)
+        if "text" not in obj:
+            raise CorpusError(f"{where}: missing 'text' (document {doc_id!r})")
+        corpus[doc_id] = {"title": title, "text": _text(obj, "text", where, required=True)}
+    if not corpus:
+        raise CorpusError(f"{path}: the corpus holds no documents")
     return corpus
 
 
 def _read_queries(path: Path) -> dict[str, str]:
     queries: dict[str, str] = {}
-    for lineno, obj in _iter_jsonl(path):
-        text = obj.get("text")
-        if not isinstance(text, str):
-            raise CorpusError(f"{path}:{lineno}: query needs a string 'text' field")
-        queries[str(obj["_id"])] = text
+    for where, obj in _iter_jsonl(path):
+        if not isinstance(obj.get("text"), str):
+            raise CorpusError(f"{where}: query needs a string 'text' field")
+        queries[_id(obj, where)] = _text(obj, "text", where, required=True)
     return queries
 
 
 def _read_qrels(path: Path) -> Qrels:
     qrels: Qrels = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\r\n")
-            if not line.strip():
+    # read as a corpus is: one line at a time, UTF-8 errors with the line
+    for lineno, raw in iter_lines(CorpusFile(path, str(path), "txt", path.stem)):
+        line = raw.rstrip("\r\n")
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise CorpusError(
+                f"{path}:{lineno}: expected 3 tab-separated fields "
+                f"(query-id, corpus-id, score), got {len(parts)}"
+            )
+        qid, doc_id, score = parts
+        try:
+            grade = int(score)
+        except ValueError:
+            if lineno == 1:  # the header row: query-id corpus-id score
                 continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise CorpusError(
-                    f"{path}:{lineno}: expected 3 tab-separated fields "
-                    f"(query-id, corpus-id, score), got {len(parts)}"
-                )
-            qid, doc_id, score = parts
-            try:
-                grade = int(score)
-            except ValueError:
-                if lineno == 1:  # the header row: query-id corpus-id score
-                    continue
-                raise CorpusError(
-                    f"{path}:{lineno}: relevance score {score!r} is not an integer"
-                ) from None
-            if not qid or not doc_id:
-                raise CorpusError(f"{path}:{lineno}: empty query or document id")
-            qrels.setdefault(qid, {})[doc_id] = grade
+            raise CorpusError(
+                f"{path}:{lineno}: relevance score {score!r} is not an integer"
+            ) from None
+        if not qid or not doc_id:
+            raise CorpusError(f"{path}:{lineno}: empty query or document id")
+        qrels.setdefault(qid, {})[doc_id] = grade
     return qrels
 
 
