@@ -733,6 +733,12 @@ class SparseAutoencoder(nn.Module):
             cfg = SAEConfig.from_dict(raw)
         except (ConfigError, TypeError) as e:
             raise _fail(cfg_path, f"invalid SAE config: {e}") from e
+        if cfg.backbone_dim is not None and cfg.backbone_dim != cfg.d_in:
+            raise _fail(
+                cfg_path,
+                f"d_in={cfg.d_in} but backbone_dim={cfg.backbone_dim}: an SAE reads its "
+                "backbone's vectors, so the two must be equal (this config contradicts itself)",
+            )
         target = load_dtype(dtype)
         sae_cls = ARCHITECTURES[arch]
         tensors = _read_weights(

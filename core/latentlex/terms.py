@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import Backbone, BackboneBatch, check_texts
+from .backbone import _DEFAULT_ALIASES, Backbone, BackboneBatch, check_texts
 from .errors import ConfigError
 from .sparse import SparseVector
 from .states import TokenStates
@@ -119,6 +119,16 @@ class LatentTermEncoder:
         self.sae = sae
         cfg = sae.cfg
         if backbone is None or isinstance(backbone, str):
+            if (
+                backbone is None
+                and cfg.backbone is not None
+                and (cfg.backbone not in _DEFAULT_ALIASES)
+            ):
+                # a name read from the SAE's own files: a model name, never a path (a path is
+                # only taken from the caller)
+                from .safeio import check_model_name
+
+                check_model_name(cfg.backbone, "the SAE's cfg.json")
             backbone = Backbone(
                 backbone if backbone is not None else cfg.backbone,
                 device=device,
