@@ -3,6 +3,9 @@ avgdl on the first dataset, save. This produced the SAE behind BENCHMARKS.md's S
 
     python benchmarks/fit_on_states.py .cache/saes/scifact-w8192-k16 8192 16 3 scifact
     python benchmarks/fit_on_states.py .cache/saes/scifact-Lfinal+1-w8192-k16 8192 16 3 scifact-Lfinal+1
+    python benchmarks/fit_on_states.py .cache/saes/scifact-mpnet-w8192-k16 8192 16 1 scifact-all-mpnet-base-v2
+
+The backbone is the one the token states were read with (recorded in their ``meta.json``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ def main() -> None:
     sts = [TokenStates.open(f"{STATES}/{name}") for name in sys.argv[5].split(",")]
     data = sts[0].tokens if len(sts) == 1 else np.concatenate([np.asarray(s.tokens) for s in sts])
     # the layer(s) the states were read at (a stacked cache: see stack_states.py)
-    bb = Backbone(layer=sts[0].meta.get("layer"))
+    # and the backbone that read them (its name or path, as the cache records it)
+    bb = Backbone(sts[0].meta.get("backbone"), layer=sts[0].meta.get("layer"))
     t0 = time.time()
     sae_cfg = SAEConfig(
         d_in=bb.dim, width=width, k=k, backbone=bb.name, backbone_fingerprint=bb.fingerprint(),
