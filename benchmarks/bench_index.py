@@ -14,7 +14,8 @@
 
    - ``dense``, ``latent`` (latent-term sparse leg), ``lexical`` (BM25 leg): one leg alone;
    - ``hybrid``: ``LatentIndex.search``'s default — three legs, ``Fusion.MINMAX`` with
-     ``DEFAULT_MINMAX_WEIGHTS``, per-leg scores attached (two engine round trips);
+     ``DEFAULT_MINMAX_WEIGHTS``, per-leg scores attached (one engine query: the legs, fused on their
+     scores, then the k hits' payloads read by id);
    - ``hybrid_dbsf``: the same three legs fused by Qdrant's DBSF, no per-leg scores (one round
      trip: the fastest three-leg fusion; see BENCHMARKS.md for its quality);
    - ``hybrid_2leg_rrf``: dense + latent fused by RRF, no per-leg scores (one round trip; the
@@ -23,10 +24,12 @@
    Search only (pre-encoded queries, ``LatentIndex.search_encoded``) and end to end (query text ->
    hits: ``LatentIndex.search`` itself, so query encoding — backbone, SAE and lexical — is
    included; the dense row is a dense-only system: ``Backbone.encode_dense`` + the dense leg).
-4. Where the default hybrid's end-to-end time goes (backbone, SAE, lexical encoding, each engine
-   round trip, the rest), from an instrumented pass separate from the timed rows; and a what-if:
-   the MINMAX fusion computed client-side from the first round trip's legs (+ a payload fetch of the
-   k hits) instead of the second engine query — checked to return the same hits.
+   The floor of any dense retriever is one bare transformer forward of the query: ``bare forward``
+   (tokenizer + the transformer alone, no pooling) and ``st encode`` (sentence-transformers'
+   ``encode`` of one query) are timed in the same interleaved loop, and every end-to-end row is also
+   reported over the bare forward.
+4. Where the default hybrid's end-to-end time goes (backbone, SAE, lexical encoding, the engine
+   query, the payload fetch, the rest), from an instrumented pass separate from the timed rows.
 5. On-disk bytes per document: the dense part (with the text payload), the latent part and the
    lexical part.
 
@@ -37,6 +40,11 @@ query), after a warm-up of every path, so that a load change on a shared machine
 wall-clock and process CPU time are both recorded.
 
 Without ``--sae``, an untrained SAE of the same shape is used (timings only; quality is not measured here).
+``--model`` picks the backbone (default: the packaged all-MiniLM-L6-v2); ``--tag`` names the result
+files (``index-<tag>.json``/``.md``), e.g. for all-mpnet-base-v2 (``scripts/fetch_mpnet.py``):
+
+    python benchmarks/bench_index.py --model "$(python scripts/fetch_mpnet.py)" --tag mpnet \
+        --sae SAE --states .cache/latentlex-eval/states/scifact-all-mpnet-base-v2
 """
 
 from __future__ import annotations
@@ -61,13 +69,12 @@ import numpy as np
 import torch
 from latentlex.backbone import Backbone, BackboneBatch
 from latentlex.corpus import read_corpus
-from latentlex.index import DEFAULT_FUSION, DEFAULT_MINMAX_WEIGHTS, LatentIndex
+from latentlex.index import DEFAULT_MINMAX_WEIGHTS, LatentIndex
 from latentlex.lexical import LexicalConfig, LexicalEncoder, measure_avg_len
 from latentlex.sae import SAEConfig, SparseAutoencoder
 from latentlex.sparse import SparseVector
 from latentlex.states import TokenStates
-from latentlex.store import CollectionSpec, EdgeStore, PointRecord, SearchRequest
-from latentlex.store.base import Hit, hits_with_legs, minmax_terms
+from latentlex.store import CollectionSpec, EdgeStore, PointRecord
 from latentlex.terms import Encoded, LatentTermEncoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +82,11 @@ DATA = Path(os.environ.get("LATENTLEX_DATA", REPO.parent / "shared" / "data"))
 
 #: The rows of the latency tables, in display order.
 ROWS = ("dense", "latent", "lexical", "hybrid", "hybrid_dbsf", "hybrid_2leg_rrf")
+#: The floor rows, end to end only.
+FLOOR_ROWS = ("bare_forward", "st_encode")
 ROW_LABELS = {
+    "bare_forward": "bare transformer forward (tokenizer + transformer, no pooling)",
+    "st_encode": "sentence-transformers encode (one query)",
     "dense": "dense",
     "latent": "latent terms",
     "lexical": "lexical (BM25)",
@@ -271,7 +282,20 @@ def bench_end_to_end(
     """
     bb, encoder = index.encoder.backbone, index.encoder
     empty = [SparseVector.empty()]
+    transformer = bb.model[0].auto_model
+    tokenizer = bb.tokenizer
+    max_len = bb.max_seq_length
+
+    @torch.inference_mode()
+    def bare_forward(i: int) -> Any:
+        feats = tokenizer(
+            [queries[i]], return_tensors="pt", truncation=True, max_length=max_len, padding=True
+        )
+        return transformer(**feats)
+
     calls: dict[str, Callable[[int], Any]] = {
+        "bare_forward": bare_forward,
+        "st_encode": lambda i: bb.model.encode([queries[i]], convert_to_numpy=True),
         "dense": lambda i: index.search_encoded(
             Encoded(bb.encode_dense([queries[i]], is_query=True), empty), mode="dense"
         ),
@@ -297,6 +321,12 @@ class _TimedShard:
         t0 = time.perf_counter()
         out = self._shard.query_batch(*a, **kw)
         self._log.append(("engine", time.perf_counter() - t0))
+        return out
+
+    def retrieve(self, *a: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        out = self._shard.retrieve(*a, **kw)
+        self._log.append(("payload_fetch", time.perf_counter() - t0))
         return out
 
     def __getattr__(self, name: str) -> Any:
@@ -332,8 +362,8 @@ def bench_breakdown(
     bb.forward = timed("backbone", bb.forward)  # type: ignore[method-assign]
     encoder.latent_mass = timed("sae", encoder.latent_mass)  # type: ignore[method-assign]
     lex.encode_queries = timed("lexical_encoding", lex.encode_queries)  # type: ignore[method-assign]
-    shard = store._shard
-    store._shard = _TimedShard(shard, log)
+    timed_shard = _TimedShard(store._open_shard(), log)
+    store._open_shard = lambda: timed_shard  # type: ignore[method-assign]
     empty = [SparseVector.empty()]
     calls: dict[str, Callable[[int], Any]] = {
         "dense": lambda i: index.search_encoded(
@@ -365,95 +395,8 @@ def bench_breakdown(
                 for part, secs in got.items():
                     parts[name].setdefault(part, []).append(secs)
     finally:
-        del bb.forward, encoder.latent_mass, lex.encode_queries
-        store._shard = shard
+        del bb.forward, encoder.latent_mass, lex.encode_queries, store._open_shard
     return {m: {p: latency(v) for p, v in ps.items()} for m, ps in parts.items()}
-
-
-def minmax_client_side(store: EdgeStore, req: SearchRequest) -> list[Hit]:
-    """What-if: a MINMAX request in ONE search round trip. The legs run once (as the library's
-    first round trip does); the fused score of every candidate is computed here from them (a
-    document missing from a leg gets 0 there, as the engine formula's defaults give); the k best
-    candidates' payloads are fetched by id (no search). The same hits as the engine's formula query
-    up to float rounding and the order of exactly tied scores. Reaches into ``EdgeStore``'s
-    private helpers: a measurement, not an API."""
-    import qdrant_edge as qe
-
-    shard = store._open_shard()
-    results = shard.query_batch(qe.QueryBatchRequest(store._leg_requests(req)))
-    legs = [[(str(p.id), float(p.score)) for p in leg] for leg in results]
-    fused: dict[str, float] = {}
-    for (scale, offset, _), leg in zip(minmax_terms(legs, req.leg_weights), legs, strict=True):
-        for pid, s in leg:
-            fused[pid] = fused.get(pid, 0.0) + scale * s + offset
-    top = sorted(fused.items(), key=lambda kv: -kv[1])[: req.k]
-    payload = {str(r.id): r.payload for r in shard.retrieve([p for p, _ in top], True, False)}
-    rows = [(pid, score, payload.get(pid)) for pid, score in top]
-    return sorted(
-        hits_with_legs(rows, req, *legs), key=lambda h: (-h.score, h.doc_id)
-    )  # LatentIndex's tie-break
-
-
-#: Largest fused-score difference counted as the same hit list in the MINMAX what-if.
-SCORE_TOLERANCE = 1e-3
-
-
-def bench_minmax_what_if(
-    index: LatentIndex, qenc: Encoded, qlex: list[SparseVector], n: int, warmup: int = 10
-) -> dict[str, Any]:
-    """The library's default hybrid search (pre-encoded) vs :func:`minmax_client_side`,
-    interleaved; and whether both return the same hits (ids in order; scores within
-    ``SCORE_TOLERANCE``: the engine's formula and the client-side sum round differently)."""
-    store = index.store
-    assert isinstance(store, EdgeStore)
-    one = [one_query(qenc, i) for i in range(n)]
-    reqs = [
-        SearchRequest(
-            dense=qenc.dense[i],
-            sparse=qenc.sparse[i],
-            k=10,
-            mode="hybrid",
-            fusion=DEFAULT_FUSION,
-            weights=DEFAULT_MINMAX_WEIGHTS,
-            with_legs=True,
-            lexical=qlex[i],
-        )
-        for i in range(n)
-    ]
-    # At --docs beyond --vector-docs, the copies of a document share their latent and lexical
-    # vectors: exact fused-score ties, which the engine breaks differently from call to call. So
-    # the hits are compared as score lists, and the library is compared with itself too.
-    agree: dict[str, dict[str, float]] = {
-        key: {"same_hit_ids_in_order": 0, "same_scores": 0, "max_abs_score_diff": 0.0}
-        for key in ("library_vs_itself", "client_side_vs_library")
-    }
-    for i in range(n):
-        lib = index.search_encoded(one[i], lexical=[qlex[i]])[0]
-        others = {
-            "library_vs_itself": index.search_encoded(one[i], lexical=[qlex[i]])[0],
-            "client_side_vs_library": minmax_client_side(store, reqs[i]),
-        }
-        for key, other in others.items():
-            a = agree[key]
-            diff = (
-                max((abs(x.score - y.score) for x, y in zip(lib, other, strict=True)), default=0.0)
-                if len(lib) == len(other)
-                else float("inf")
-            )
-            a["same_hit_ids_in_order"] += [h.doc_id for h in lib] == [h.doc_id for h in other]
-            a["same_scores"] += diff <= SCORE_TOLERANCE
-            a["max_abs_score_diff"] = max(a["max_abs_score_diff"], diff)
-    calls: dict[str, Callable[[int], Any]] = {
-        "library_two_round_trips": lambda i: index.search_encoded(one[i], lexical=[qlex[i]]),
-        "client_side_minmax": lambda i: minmax_client_side(store, reqs[i]),
-    }
-    wall, _ = interleaved(calls, n, warmup)
-    return {
-        "queries": n,
-        "score_tolerance": SCORE_TOLERANCE,
-        **agree,
-        **{m: latency(wall[m]) for m in calls},
-    }
 
 
 def main() -> None:
@@ -461,6 +404,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--sae", default=None)
+    ap.add_argument("--model", default=None, help="backbone (default: packaged all-MiniLM-L6-v2)")
+    ap.add_argument("--tag", default="", help="result files index-<tag>.json/.md")
     ap.add_argument("--docs", type=int, default=50_000)
     ap.add_argument("--encode-texts", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
@@ -479,7 +424,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = ap.parse_args()
 
-    bb = Backbone()
+    bb = Backbone(args.model)
     if args.sae:
         sae = SparseAutoencoder.load(args.sae)
     else:
@@ -497,6 +442,7 @@ def main() -> None:
             "load_avg_before": load_avg(),
         },
         "sae": {"width": sae.cfg.width, "k": sae.cfg.k, "trained": bool(args.sae)},
+        "backbone": {"name": bb.name, "dim": bb.dim, "max_seq_length": bb.max_seq_length},
     }
 
     # document vectors for the store: real SciFact documents, repeated to --docs
@@ -568,6 +514,7 @@ def main() -> None:
         e2e, e2e_cpu = bench_end_to_end(index, queries)
         result["machine"]["load_avg_end_to_end_end"] = load_avg()
         dense_e2e, dense_cpu = e2e["dense"]["p50_ms"], e2e_cpu["dense"]["p50_ms"]
+        bare = e2e["bare_forward"]["p50_ms"]
         result["latency"] = {
             "search_only": search_only,
             "end_to_end": e2e,
@@ -576,12 +523,11 @@ def main() -> None:
             "end_to_end_cpu_p50_over_dense": {
                 m: v["p50_ms"] / dense_cpu for m, v in e2e_cpu.items()
             },
+            "end_to_end_p50_over_bare_forward": {m: v["p50_ms"] / bare for m, v in e2e.items()},
         }
         print("latency", json.dumps(result["latency"]))
         result["breakdown"] = bench_breakdown(index, queries)
         print("breakdown", json.dumps(result["breakdown"]))
-        result["minmax_what_if"] = bench_minmax_what_if(index, qenc, qlex, len(queries))
-        print("minmax what-if", json.dumps(result["minmax_what_if"]))
         result["machine"]["load_avg_latency_end"] = load_avg()
         index.close()
     finally:
@@ -589,22 +535,14 @@ def main() -> None:
     result["machine"]["load_avg_after"] = load_avg()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.json").write_text(json.dumps(result, indent=1))
-    (out / "index.md").write_text(markdown(result, args, sae.cfg.width, sae.cfg.k))
-    print((out / "index.md").read_text())
+    stem = f"index-{args.tag}" if args.tag else "index"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{stem}.md").write_text(markdown(result, args, sae.cfg.width, sae.cfg.k))
+    print((out / f"{stem}.md").read_text())
 
 
 def _load(xs: list[float]) -> str:
     return "/".join(f"{x:.2f}" for x in xs)
-
-
-def _agree(a: dict[str, float], wi: dict[str, Any]) -> str:
-    n = wi["queries"]
-    return (
-        f"same ids in order in {a['same_hit_ids_in_order']}/{n} queries, same scores (within "
-        f"{wi['score_tolerance']:g}) in {a['same_scores']}/{n}, max |score difference| "
-        f"{a['max_abs_score_diff']:.2g}"
-    )
 
 
 def _ms(v: dict[str, float]) -> str:
@@ -613,15 +551,19 @@ def _ms(v: dict[str, float]) -> str:
 
 def markdown(result: dict, args: argparse.Namespace, width: int, k: int) -> str:
     e, ix, la, mc = result["encoding"], result["indexing"], result["latency"], result["machine"]
-    bd, wi = result["breakdown"], result["minmax_what_if"]
-    cmd = f"python benchmarks/bench_index.py {'--sae ' + args.sae + ' ' if args.sae else ''}--docs {args.docs}"
+    bd = result["breakdown"]
+    model = f"--model {args.model} --tag {args.tag} " if args.model else ""
+    cmd = f"python benchmarks/bench_index.py {model}{'--sae ' + args.sae + ' ' if args.sae else ''}--docs {args.docs}"
     so, ee, ec = la["search_only"], la["end_to_end"], la["end_to_end_cpu_time"]
     ratio, ratio_cpu = la["end_to_end_p50_over_dense"], la["end_to_end_cpu_p50_over_dense"]
+    floor = la["end_to_end_p50_over_bare_forward"]
+    bbinfo = result["backbone"]
     w = DEFAULT_MINMAX_WEIGHTS
     md = [
         "# Encoding, indexing and search benchmark",
         "",
-        f"`{cmd}` — SAE width {width}, k {k} "
+        f"`{cmd}` — backbone {bbinfo['name']} ({bbinfo['dim']}-d, {bbinfo['max_seq_length']} "
+        f"max tokens); SAE width {width}, k {k} "
         f"({'trained' if args.sae else 'untrained, timings only'}); document vectors: {result['vectors']}; "
         f"lexical leg: BM25 {result['lexical']}; "
         f"{mc['cpus']} CPUs, {mc['torch_threads']} torch threads, OMP_WAIT_POLICY={mc['omp_wait_policy']}. "
@@ -654,19 +596,24 @@ def markdown(result: dict, args: argparse.Namespace, width: int, k: int) -> str:
         "per-leg scores.",
         "",
         "| | search only p50 | p95 | end to end p50 | p95 | end-to-end CPU p50 | p95 "
-        "| end to end / dense (p50) | CPU / dense |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| end to end / dense (p50) | CPU / dense | end to end / bare forward (p50) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    for m in FLOOR_ROWS:
+        md.append(
+            f"| {ROW_LABELS[m]} | – | – | {_ms(ee[m])} | {_ms(ec[m])} "
+            f"| {ratio[m]:.2f}x | {ratio_cpu[m]:.2f}x | {floor[m]:.2f}x |"
+        )
     for m in ROWS:
         md.append(
             f"| {ROW_LABELS[m]} | {_ms(so[m])} | {_ms(ee[m])} | {_ms(ec[m])} "
-            f"| {ratio[m]:.2f}x | {ratio_cpu[m]:.2f}x |"
+            f"| {ratio[m]:.2f}x | {ratio_cpu[m]:.2f}x | {floor[m]:.2f}x |"
         )
     ok_search = so["hybrid"]["p50_ms"] <= 10.0
     ok_ratio = ratio["hybrid"] <= 1.25
     md += [
         "",
-        f"Issue #3 targets: hybrid search-only p50 <= 10 ms: **{so['hybrid']['p50_ms']:.2f} ms "
+        f"Targets: hybrid search-only p50 <= 10 ms: **{so['hybrid']['p50_ms']:.2f} ms "
         f"({'met' if ok_search else 'not met'})**; end-to-end hybrid <= 1.25x end-to-end dense: "
         f"**{ratio['hybrid']:.2f}x wall-clock, {ratio_cpu['hybrid']:.2f}x CPU "
         f"({'met' if ok_ratio else 'not met'})**.",
@@ -681,8 +628,8 @@ def markdown(result: dict, args: argparse.Namespace, width: int, k: int) -> str:
         ("backbone", "backbone forward"),
         ("sae", "SAE encode + pooling"),
         ("lexical_encoding", "lexical query encoding"),
-        ("engine_round_trip_1", "engine round trip 1 (hybrid: the 3 legs alone)"),
-        ("engine_round_trip_2", "engine round trip 2 (hybrid: the fused formula query)"),
+        ("engine_round_trip_1", "engine query (hybrid: the 3 legs, fused on their scores)"),
+        ("payload_fetch", "payload fetch of the k hits by id (hybrid)"),
         ("rest", "rest (Python: requests, conversions, hits)"),
         ("total", "total"),
     ]
@@ -696,14 +643,6 @@ def markdown(result: dict, args: argparse.Namespace, width: int, k: int) -> str:
         f"the dense-only end-to-end p50 ({bd['dense']['total']['p50_ms']:.2f} ms in this pass): "
         "the 1.25x target leaves 25 % for everything hybrid adds.",
         "",
-        "What-if (not the library's code path): MINMAX fused client-side from round trip 1's legs, "
-        "plus a payload fetch of the k hits by id, instead of the second engine query "
-        f"(search only, interleaved, ms): library {_ms(wi['library_two_round_trips'])}, "
-        f"client-side {_ms(wi['client_side_minmax'])} (p50 | p95). Same hits: client-side vs "
-        f"library {_agree(wi['client_side_vs_library'], wi)}; library vs itself (a second call) "
-        f"{_agree(wi['library_vs_itself'], wi)}. (With more documents than real vectors, the "
-        "copies of a document tie exactly in the latent and lexical legs, and the engine breaks "
-        "fused-score ties differently from call to call.)",
         "",
     ]
     return "\n".join(md)

@@ -140,12 +140,19 @@ def run_eval(
     encoder = None
     if needs_latent:
         if sae is not None:
-            model = load_sae(str(sae))
-            same = model.cfg.layer == backbone.layer and (
-                model.cfg.keep_special_tokens == backbone.keep_special_tokens
+            sae_model = load_sae(str(sae))
+            same = sae_model.cfg.layer == backbone.layer and (
+                sae_model.cfg.keep_special_tokens == backbone.keep_special_tokens
             )
-            # an SAE reading other layers (or special tokens) gets its own backbone
-            encoder = LatentTermEncoder(model, backbone if same else None)
+            # an SAE reading other layers (or special tokens) gets its own reading of the model
+            reader = backbone
+            if not same:
+                reader = Backbone(
+                    model_name if model_name is not None else sae_model.cfg.backbone,
+                    layer=sae_model.cfg.layer,
+                    keep_special_tokens=sae_model.cfg.keep_special_tokens,
+                )
+            encoder = LatentTermEncoder(sae_model, reader)
         elif fit is not None:
             from ..fit import FitConfig, fit_sae
 
@@ -165,7 +172,7 @@ def run_eval(
                 )
             )
             if (sae_dir / "cfg.json").is_file():
-                model = SparseAutoencoder.load(sae_dir)
+                sae_model = SparseAutoencoder.load(sae_dir)
             else:
                 from ..corpus import Document
 
@@ -175,8 +182,8 @@ def run_eval(
                     # so that the fit samples its documents from this cache (no second pass)
                     encode_token_states(fit_bb, ds.doc_ids, ds.doc_texts(), states_dir)
                 cfg = FitConfig(**{**cfg.__dict__, "cache_dir": str(states_dir)})
-                model = fit_sae(docs, sae_dir, cfg, backbone=fit_bb)
-            encoder = LatentTermEncoder(model, fit_bb)
+                sae_model = fit_sae(docs, sae_dir, cfg, backbone=fit_bb)
+            encoder = LatentTermEncoder(sae_model, fit_bb)
         else:
             raise ConfigError("the latent systems need sae=... (an SAE folder) or fit={...}")
 
