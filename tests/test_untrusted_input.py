@@ -34,7 +34,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from latentlex.errors import ConfigError
+from latentlex.errors import ConfigError, LatentLexError
 
 FUZZ = settings(
     derandomize=True,
@@ -1019,3 +1019,44 @@ def test_cutting_leaves_token_states_of_long_documents_unchanged(backbone, monke
     assert torch.equal(cut.lengths, whole.lengths)
     assert torch.equal(cut.token_states, whole.token_states)
     assert torch.equal(cut.dense, whole.dense)
+
+
+# ------------------------------------------------- the other JSON files latentlex reads
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"latentlex": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper than 64"),
+        ('{"latentlex": {"pad": "' + "x" * (2 << 20) + '"}}', "over the 1,048,576-byte limit"),
+        ('{"latentlex": {"dense_dim": "many"}}', "not a latentlex collection record"),
+        ("\xff", "not valid UTF-8"),
+    ],
+)
+def test_a_tampered_collection_record_is_a_one_line_error(content, message, store, fast_cli):
+    from latentlex.errors import StoreError
+    from latentlex.index import LatentIndex
+
+    sidecar = store / "latentlex" / "latentlex.json"
+    sidecar.write_bytes(
+        content.encode("utf-8", "surrogateescape") if content != "\xff" else b"\xff"
+    )
+    rc, _, err = cli("info", "--store", str(store))
+    assert rc == 2 and str(sidecar) in error_line(err)
+    if "record" not in message:
+        assert message in error_line(err)
+        with pytest.raises(StoreError, match=message):
+            LatentIndex(fast_cli, store)
+
+
+def test_a_tampered_token_state_folder_is_a_one_line_error(tmp_path, backbone):
+    from latentlex.states import TokenStates, encode_token_states
+
+    folder = tmp_path / "states"
+    encode_token_states(backbone, ["a", "b"], ["one text", "another text"], folder)
+    (folder / "doc_ids.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LatentLexError, match=r"doc_ids\.json: JSON nested deeper"):
+        TokenStates.open(folder)
+    (folder / "meta.json").write_text('"just a string"')
+    with pytest.raises(LatentLexError, match=r"meta\.json: not a token-state record"):
+        TokenStates.open(folder)

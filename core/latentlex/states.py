@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .backbone import Backbone, check_texts
 from .errors import LatentLexError
+from .safeio import read_json_capped
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ __all__ = [
 ]
 
 _FORMAT = 1
+#: Size cap of a token-state folder's ``doc_ids.json`` (tens of millions of ids).
+_MAX_IDS_BYTES = 4 << 30
 
 
 def corpus_hash(ids: Sequence[str], texts: Sequence[str]) -> str:
@@ -73,7 +76,9 @@ class TokenStates:
         meta_file = p / "meta.json"
         if not meta_file.is_file():
             raise LatentLexError(f"{p}: not a complete token-state folder (meta.json missing)")
-        meta = json.loads(meta_file.read_text())
+        meta = read_json_capped(meta_file, what="token-state record", error=LatentLexError)
+        if not isinstance(meta, dict):
+            raise LatentLexError(f"{meta_file}: not a token-state record")
         if meta.get("format") != _FORMAT:
             raise LatentLexError(f"{p}: token-state format {meta.get('format')} is not {_FORMAT}")
         d, total = int(meta["dim"]), int(meta["total_tokens"])
@@ -84,7 +89,9 @@ class TokenStates:
             tokens = np.zeros((0, d), np.float16)
         offsets = np.load(p / "offsets.npy", allow_pickle=False)
         dense = np.load(p / "dense.npy", allow_pickle=False)
-        doc_ids = json.loads((p / "doc_ids.json").read_text())
+        doc_ids = read_json_capped(
+            p / "doc_ids.json", max_bytes=_MAX_IDS_BYTES, what="id list", error=LatentLexError
+        )
         return cls(p, tokens, dense, offsets, doc_ids, meta)
 
     @property

@@ -34,6 +34,7 @@ import numpy as np
 from latentlex.errors import ConfigError, LatentLexError
 from latentlex.evaluation.beir import BeirDataset
 from latentlex.evaluation.metrics import Run
+from latentlex.safeio import read_json_capped
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -319,7 +320,7 @@ class EmbeddingCache:
         if not (npy.is_file() and meta_path.is_file()):
             return None
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            meta = read_json_capped(meta_path, what="cache record", error=ConfigError)
             arr = np.load(npy, allow_pickle=False)
         except (OSError, ValueError) as exc:
             logger.warning("ignoring unreadable cache entry %s: %s", stem, exc)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from latentlex.errors import CollectionMismatchError, ConfigError, LatentLexError, StoreError
+from latentlex.safeio import read_json_capped
 from latentlex.store.base import (
     META_KEY,
     CollectionSpec,
@@ -258,14 +259,18 @@ class EdgeStore(ThreadedAsyncMixin):
     def _validate_existing(self, folder: Path, spec: CollectionSpec) -> dict[str, Any]:
         """Check the engine schema and the sidecar record; returns the record."""
         shard = folder / SHARD_DIR
-        try:
-            record = json.loads((folder / SIDECAR).read_text())[META_KEY]
-        except FileNotFoundError:
-            record = None
+        try:  # both files are read with a size and depth cap (latentlex.safeio)
+            record = (
+                read_json_capped(folder / SIDECAR, what="collection record", error=StoreError)[
+                    META_KEY
+                ]
+                if os.path.lexists(folder / SIDECAR)
+                else None
+            )
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise StoreError(f"cannot read {folder / SIDECAR}: {e}") from None
         try:
-            cfg = json.loads((shard / "edge_config.json").read_text())
+            cfg = read_json_capped(shard / "edge_config.json", error=ConfigError)
             dense = {
                 n: (int(v["size"]), str(v.get("distance", "")).lower())
                 for n, v in (cfg.get("vectors") or {}).items()
