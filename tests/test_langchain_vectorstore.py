@@ -265,10 +265,11 @@ def test_from_documents_splits_to_the_backbone(encoder: Any, caplog: Any) -> Non
             encoder=encoder,
             store=":memory:",
             split=False,
+            index_kwargs={"batch_size": 4},
         )
     assert whole.index.count() == 20
     cut = [r for r in caplog.records if "truncated" in r.getMessage()]
-    # one warning for the call, not one per batch of the index (batch_size 8 here)
+    # one warning for the call, not one per batch of the index (5 batches of 4 here)
     assert len(cut) == 1 and "20 of 20 documents" in cut[0].getMessage()
     whole.close()
 
