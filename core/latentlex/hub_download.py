@@ -226,7 +226,8 @@ def _cached_folder(
         raise HubError(f"{prefix}{CONFIG_NAME} is not in the local Hub cache")
     _verify_blob_name(folder / CONFIG_NAME, prefix + CONFIG_NAME)
     files = {p.name for p in folder.iterdir()}
-    fmt = sae_format or detect_format(read_json(folder / CONFIG_NAME), files)
+    name = sub.rsplit("/", 1)[-1] if sub else repo_id.split("/")[-1]
+    fmt = sae_format or detect_format(read_json(folder / CONFIG_NAME), files, name)
     wname = weights_name(fmt)
     if not (folder / wname).is_file():
         raise HubError(f"{prefix}{wname} is not in the local Hub cache")
@@ -340,7 +341,8 @@ def _download(
         raise _missing_remote(repo_id, sub, siblings, here, "safetensors weights")
     cfg_path = fetch(CONFIG_NAME)
     cfg = read_json(cfg_path)
-    fmt = sae_format or detect_format(cfg, set(here))
+    name = sub.rsplit("/", 1)[-1] if sub else repo_id.split("/")[-1]
+    fmt = sae_format or detect_format(cfg, set(here), name)
     try:
         d_in, width = format_dims(fmt, cfg)
     except ConfigError as e:
