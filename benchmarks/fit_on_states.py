@@ -5,7 +5,9 @@ avgdl on the first dataset, save. This produced the SAE behind BENCHMARKS.md's S
     python benchmarks/fit_on_states.py .cache/saes/scifact-Lfinal+1-w8192-k16 8192 16 3 scifact-Lfinal+1
     python benchmarks/fit_on_states.py .cache/saes/scifact-mpnet-w8192-k16 8192 16 1 scifact-all-mpnet-base-v2
 
-The backbone is the one the token states were read with (recorded in their ``meta.json``).
+The backbone is the one the token states were read with (recorded in their ``meta.json``). A fractional
+epoch count trains on that share of the rows; an optional sixth argument calibrates avgdl on an evenly
+spaced sample of that many documents instead of all of them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import sys
 import time
 
 import numpy as np
-from latentlex.backbone import Backbone
+import torch
+from latentlex.backbone import Backbone, BackboneBatch
 from latentlex.sae import SAEConfig
 from latentlex.states import TokenStates
 from latentlex.terms import LatentTermEncoder
@@ -41,7 +44,22 @@ def main() -> None:
     sae, rep = train_sae(
         data, TrainConfig(width=width, k=k, epochs=epochs, progress=False), sae_cfg
     )
-    LatentTermEncoder(sae, bb).calibrate_avgdl(sts[0])
+    encoder = LatentTermEncoder(sae, bb)
+    if len(sys.argv) > 6:  # avgdl on an evenly spaced sample of this many documents
+        n = min(int(sys.argv[6]), sts[0].n_docs)
+        sel = np.unique(np.linspace(0, sts[0].n_docs - 1, n).round().astype(np.int64))
+        total = 0.0
+        for part in np.array_split(sel, max(1, sel.size // 64)):
+            rows = [sts[0].doc_range(int(i), int(i) + 1) for i in part]
+            batch = BackboneBatch(
+                torch.from_numpy(np.concatenate([r[0] for r in rows]).astype(np.float32)),
+                torch.from_numpy(np.concatenate([r[1] for r in rows]).astype(np.int64)),
+                torch.zeros(len(rows), bb.dim),
+            )
+            total += sum(encoder.document_length(m) for _, m in encoder.latent_mass(batch))
+        sae.cfg.avgdl = total / sel.size
+    else:
+        encoder.calibrate_avgdl(sts[0])
     sae.save(out)
     print(json.dumps({"out": out, "fvu": rep.fvu, "l0": rep.l0, "dead": rep.dead_pct,
                       "seconds": time.time() - t0, "avgdl": sae.cfg.avgdl}))  # fmt: skip

@@ -20,7 +20,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 DATA=${LATENTLEX_DATA:-../shared/data}
 MODEL=$(python scripts/fetch_mpnet.py)
 STATES=.cache/latentlex-eval/states
-WIDTH=${WIDTH:-8192} K=${K:-16} EPOCHS=${EPOCHS:-1}
+WIDTH=${WIDTH:-8192} K=${K:-16} EPOCHS=${EPOCHS:-0.33} AVGDL_DOCS=${AVGDL_DOCS:-1000}
 OUT=benchmarks/results/mpnet
 SYSTEMS=dense,bm25,dense+bm25,qdrant-bm25,latent,hybrid
 
@@ -47,8 +47,8 @@ PY
 
 SAE=.cache/saes/scifact-mpnet-w$WIDTH-k$K-e$EPOCHS
 SAE2=.cache/saes/scifact-mpnet-Lfinal+1-w$WIDTH-k$K-e$EPOCHS
-[ -f "$SAE/cfg.json" ] || python benchmarks/fit_on_states.py "$SAE" "$WIDTH" "$K" "$EPOCHS" scifact-all-mpnet-base-v2
-[ -f "$SAE2/cfg.json" ] || python benchmarks/fit_on_states.py "$SAE2" "$WIDTH" "$K" "$EPOCHS" scifact-all-mpnet-base-v2-Lfinal+1
+[ -f "$SAE/cfg.json" ] || python benchmarks/fit_on_states.py "$SAE" "$WIDTH" "$K" "$EPOCHS" scifact-all-mpnet-base-v2 "$AVGDL_DOCS"
+[ -f "$SAE2/cfg.json" ] || python benchmarks/fit_on_states.py "$SAE2" "$WIDTH" "$K" "$EPOCHS" scifact-all-mpnet-base-v2-Lfinal+1 "$AVGDL_DOCS"
 
 for ds in scifact nfcorpus limit-small; do
   latentlex eval --dataset "$DATA/$ds" --model "$MODEL" --sae "$SAE" --systems "$SYSTEMS" --out "$OUT/$ds"
