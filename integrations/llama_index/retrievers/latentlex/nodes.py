@@ -2,8 +2,9 @@
 
 A node is stored as one latentlex document: id = node id, text = the node's text (no metadata),
 metadata = the node's metadata plus ``ref_doc_id`` (its source document, for filters and
-``delete_ref_doc``) and LlamaIndex's own ``_node_content`` / ``_node_type`` (relationships,
-excluded keys, templates), so a hit comes back as the node that was written.
+``delete_ref_doc``) and, for any node but a plain ``TextNode`` (id, text, metadata, source),
+LlamaIndex's own ``_node_content`` / ``_node_type`` (relationships, excluded keys, templates,
+character offsets), so a hit comes back as the node that was written.
 """
 
 from __future__ import annotations
@@ -57,16 +58,35 @@ def chunk_id(i: int, doc: BaseNode) -> str:
     return f"{doc.node_id}#{i}"
 
 
+def _plain(node: BaseNode) -> bool:
+    """Whether ``node`` is a ``TextNode`` with nothing but an id, text, metadata and a source:
+    then those are all that is stored (no ``_node_content``)."""
+    if type(node) is not TextNode:
+        return False
+    bare = TextNode(id_=node.node_id, text=node.text, metadata=node.metadata)
+    source = node.relationships.get(NodeRelationship.SOURCE)
+    if source is not None:
+        bare.relationships[NodeRelationship.SOURCE] = source
+    skip = {"embedding"}
+    return bool(
+        node.model_dump(mode="json", exclude=skip) == bare.model_dump(mode="json", exclude=skip)
+    )
+
+
 def node_rows(nodes: Iterable[BaseNode]) -> tuple[list[str], list[str], list[dict[str, Any]]]:
     """``(texts, ids, metadatas)`` for :meth:`LatentIndex.add`: the text without metadata, the
-    node id, and the metadata with ``ref_doc_id`` and the node's own fields."""
+    node id, and the metadata with ``ref_doc_id`` and, unless the node is a plain ``TextNode``,
+    the node's own fields."""
     texts, ids, metas = [], [], []
     for node in nodes:
         if not isinstance(node, BaseNode):
             raise TypeError(f"expected LlamaIndex nodes, got {type(node).__name__}")
-        meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
-        for key in ("doc_id", "document_id", REF_DOC_KEY):  # LlamaIndex's copies of ref_doc_id
-            meta.pop(key, None)
+        if _plain(node):
+            meta = dict(node.metadata)
+        else:
+            meta = node_to_metadata_dict(node, remove_text=True, flat_metadata=False)
+            for key in ("doc_id", "document_id", REF_DOC_KEY):  # LlamaIndex's copies of ref_doc_id
+                meta.pop(key, None)
         if node.ref_doc_id is not None:
             meta[REF_DOC_KEY] = node.ref_doc_id
         texts.append(node.get_content(metadata_mode=MetadataMode.NONE))
@@ -91,7 +111,7 @@ def to_node(doc_id: str, text: str, metadata: Mapping[str, Any]) -> BaseNode:
     for key in NODE_KEYS:
         meta.pop(key, None)
     node = TextNode(id_=doc_id, text=text, metadata=meta)
-    if isinstance(ref, str) and ref != doc_id:
+    if isinstance(ref, str):
         node.relationships[NodeRelationship.SOURCE] = RelatedNodeInfo(node_id=ref)
     return node
 
