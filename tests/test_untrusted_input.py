@@ -1060,3 +1060,69 @@ def test_a_tampered_token_state_folder_is_a_one_line_error(tmp_path, backbone):
     (folder / "meta.json").write_text('"just a string"')
     with pytest.raises(LatentLexError, match=r"meta\.json: not a token-state record"):
         TokenStates.open(folder)
+
+
+# ------------------------------------------------------------- command-line arguments
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["encode", "caf\udce9", "--sae", "s"],
+        ["search", "caf\udce9", "--sae", "s"],
+        ["search", "q", "--sae", "s", "--filter", "k\udcff=1"],
+        ["search", "q", "--sae", "s", "--filter", "k=v\udcff"],
+        ["search", "q", "--sae", "s", "--collection", "c\udcff"],
+        ["inspect", "--sae", "s", "--word", "\udcff"],
+    ],
+)
+def test_text_arguments_that_are_not_utf8(argv, monkeypatch):
+    import latentlex.backbone as bb
+
+    monkeypatch.setattr(bb, "Backbone", lambda *a, **k: pytest.fail("model loaded"))
+    rc, _, err = cli(*argv)
+    assert rc == 2 and "not valid UTF-8" in error_line(err)
+
+
+def test_file_system_refusals_are_one_line_errors(tmp_path):
+    long = "x" * 500
+    for argv in (
+        ["pull", long],
+        ["index", "--corpus", str(tmp_path / long), "--sae", "s", "--store", str(tmp_path)],
+        ["train", "--corpus", str(tmp_path / long), "--out", str(tmp_path / "o")],
+    ):
+        rc, _, err = cli(*argv)
+        assert rc == 2, err
+        assert "name too long" in error_line(err).lower()
+
+
+def test_search_on_a_missing_collection_creates_nothing(tmp_path, tiny_sae_dir, monkeypatch):
+    import latentlex.index as index_mod
+
+    monkeypatch.setattr(index_mod, "LatentIndex", lambda *a, **k: pytest.fail("index opened"))
+    store = tmp_path / "typo"
+    rc, _, err = cli("search", "q", "--sae", str(tiny_sae_dir), "--store", str(store))
+    assert rc == 2 and "no latentlex collection 'latentlex'" in error_line(err)
+    assert not store.exists()
+
+
+def test_a_folder_that_is_not_a_model(tmp_path):
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text(doc_line(1) + "\n")
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "config.json").write_text("{}")
+    rc, _, err = cli(
+        "train",
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(tmp_path / "o"),
+        "--model",
+        str(tmp_path / "not-a-model"),
+    )
+    assert rc == 2 and "could not load the backbone" in error_line(err)
+
+
+def test_huge_numbers_are_refused_by_the_parser(tmp_path):
+    rc, _, err = cli("index", "--corpus", "c", "--sae", "s", "--chunk-size", "9" * 30)
+    assert rc == 2 and "must be <=" in err

@@ -8,10 +8,33 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["INT64", "LayerSpec", "canonical_layer", "check_json_value", "has_surrogate"]
+__all__ = [
+    "INT64",
+    "LayerSpec",
+    "canonical_layer",
+    "check_json_value",
+    "has_surrogate",
+    "positive_int_arg",
+]
 
 INT64 = (-(2**63), 2**63 - 1)
 _MAX_DEPTH = 32
+
+
+def positive_int_arg(value: str) -> int:
+    """An ``argparse`` type: a whole number in ``[1, sys.maxsize]``."""
+    import argparse
+    import sys
+
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a whole number >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
+    if n > sys.maxsize:
+        raise argparse.ArgumentTypeError(f"must be <= {sys.maxsize}, got {n}")
+    return n
 
 
 def has_surrogate(s: str) -> bool:

@@ -138,7 +138,7 @@ class Backbone:
             kwargs["local_files_only"] = True
         try:
             self.model = SentenceTransformer(location, **kwargs)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a folder that is not a model
             raise LatentLexError(
                 f"could not load the backbone {self.name!r}: {exc}. Pass a local path, or a Hub name "
                 "with internet access (offline, the files must already be in the Hub cache)."

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._validate import has_surrogate, positive_int_arg
 from .errors import LatentLexError, StoreError
 
 if TYPE_CHECKING:
@@ -42,14 +43,7 @@ def command(
     return wrap
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"takes a whole number >= 1, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
-    return n
+_positive_int = positive_int_arg
 
 
 # ---------------------------------------------------------------------------- train
@@ -550,14 +544,16 @@ def _leg(score: float | None, rank: int | None) -> str:
 
 
 def _run_search(args: argparse.Namespace) -> int:
-    from ._validate import has_surrogate
-    from .errors import ConfigError
     from .index import DEFAULT_FUSION
 
-    if has_surrogate(args.query):
-        raise ConfigError("the query holds bytes that are not valid UTF-8")
     filters = _parse_filters(args.filter)  # refused before the model loads and the store opens
-    index = _open_index(args)
+    _check_store_arg(args)
+    if not args.url and not _collection_exists(args):
+        raise StoreError(
+            f"no latentlex collection {args.collection!r} in {args.store}: build it with "
+            "latentlex index, or check --store and --collection"
+        )
+    index = _open_index(args, read_only=True)  # a missing collection is an error, not created
     with index:
         hits = index.search(
             args.query,
@@ -815,17 +811,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not any(isinstance(f, _RedactingFilter) for f in h.filters):
             h.addFilter(_RedactingFilter())
     handler = _COMMANDS[args.command][1]
+    secrets = [os.environ.get("QDRANT_API_KEY"), os.environ.get("HF_TOKEN")]
     try:
-        # folder arguments are checked before any work (a file where a folder is expected)
+        # checked before any work: a file where a folder is expected, text that is not UTF-8
         for flag in ("cache_dir", "out"):
             _check_folder_arg(f"--{flag.replace('_', '-')}", getattr(args, flag, None))
+        _check_text_args(args)
         return handler(args)
     except LatentLexError as exc:
         # one line, secrets redacted (a URL's user-info, api_key=..., the QDRANT_API_KEY value)
         message = " ".join(str(exc).split("\n"))
-        secrets = [os.environ.get("QDRANT_API_KEY"), os.environ.get("HF_TOKEN")]
         print(f"error: {redact_text(message, secrets)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the file system refused (no space, permission, name too long, ...)
+        logging.getLogger(__name__).debug("file system error", exc_info=True)
+        where = f"{exc.filename}: " if exc.filename else ""
+        why = exc.strerror or str(exc)
+        print(f"error: {redact_text(where + why, secrets)}", file=sys.stderr)
+        return 2
+
+
+#: Arguments that are file-system paths (non-UTF-8 bytes are legitimate in a file name).
+_PATH_ARGS = frozenset(
+    {"corpus", "sae", "store", "out", "cache_dir", "dataset", "dir", "model", "backbone", "repo"}
+)
+
+
+def _check_text_args(args: argparse.Namespace) -> None:
+    """Text arguments must be UTF-8: the shell passes other bytes as lone surrogates."""
+    for name, value in vars(args).items():
+        if name in _PATH_ARGS:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and has_surrogate(item):
+                flag = name if name in ("text", "query", "repo") else f"--{name.replace('_', '-')}"
+                raise LatentLexError(f"{flag}: holds bytes that are not valid UTF-8 text")
 
 
 class _RedactingFilter(logging.Filter):

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+from ._validate import positive_int_arg
 from .errors import ConfigError
 
 __all__ = ["CLI_COMMANDS", "add_cli", "load_llm"]
@@ -74,7 +75,7 @@ def _texts(corpus: str, max_docs: int | None) -> tuple[list[str], list[str]]:
 def _cfg_label(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sae", required=True, help="SAE folder; labels.json is written into it")
     p.add_argument("--corpus", default=None, help="corpus.jsonl, .txt or a folder to label from")
-    p.add_argument("--max-docs", type=int, default=None, help="use at most N texts")
+    p.add_argument("--max-docs", type=positive_int_arg, default=None, help="use at most N texts")
     p.add_argument("--model", default=None, help="backbone (default: the one the SAE names)")
     p.add_argument("--top-words", type=int, default=10, help="words kept per latent")
     p.add_argument("--examples", type=int, default=8, help="snippets kept per latent")
@@ -163,11 +164,11 @@ def _run_label(args: argparse.Namespace) -> int:
 def _cfg_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sae", required=True, help="SAE folder")
     p.add_argument("--corpus", default=None, help="re-measure FVU/L0/dead and the Zipf curve on it")
-    p.add_argument("--max-docs", type=int, default=None)
+    p.add_argument("--max-docs", type=positive_int_arg, default=None)
     p.add_argument("--word", default=None, help="list the latents closest to this word")
     p.add_argument("--out", default=None, help="write zipf.png, frequency.png, report.html here")
     p.add_argument("--model", default=None, help="backbone (default: the one the SAE names)")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=positive_int_arg, default=10)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     p.add_argument("--quiet", action="store_true")
 
