@@ -107,7 +107,7 @@ def document_rows(
             raise TypeError(f"expected LangChain Documents, got {type(doc).__name__}")
         doc_id = ids[i] if ids is not None else doc.id
         texts.append(doc.page_content)
-        out_ids.append(doc_id if doc_id else content_hash(doc.page_content, {}))
+        out_ids.append(doc_id if doc_id is not None else content_hash(doc.page_content, {}))
         metas.append(dict(doc.metadata))
     return texts, out_ids, metas
 
