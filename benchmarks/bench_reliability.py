@@ -10,6 +10,10 @@ Measured here, on the embedded (qdrant-edge) store with a tiny token-mode SAE:
 - memory: peak RSS of ``latentlex index`` over 10,000 and 50,000 synthetic documents;
 - bounds: ``k = 10,000`` and a 100,000-character query against the 50,000-document collection;
 - payload floats: how many random float metadata values come back from qdrant-edge unchanged;
+- one big document (issue 15): peak RSS and time of ``latentlex index`` on one 20 MB document
+  in a fresh process, against a one-line document (and, with ``--before REV``, the old code);
+- untrusted input (issue 15): ``tests/test_untrusted_input.py`` with 400 fuzzed corpora, and the
+  untrusted-file parts of ``tests/test_reliability.py``: probes per kind, failures, tracebacks;
 - the default reliability and fuzz tests (``pytest -s``), whose printed figures are collected.
 
     python benchmarks/bench_reliability.py                 # ~20 min on 2 loaded cores
@@ -320,6 +324,107 @@ def run_default_tests() -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------- untrusted input
+
+_INDEX_ONE = """
+import json, resource, sys, time
+start = time.perf_counter()
+from latentlex.cli import main
+rc = main(["index", "--corpus", sys.argv[1], "--sae", sys.argv[2], "--store", sys.argv[3],
+           "--quiet"])
+print(json.dumps({"rc": rc, "seconds": round(time.perf_counter() - start, 1),
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def _index_one(core: Path, corpus: Path, sae: Path, store: Path) -> dict[str, Any]:
+    """``latentlex index`` of ``corpus`` in a fresh process running the code under ``core``:
+    exit status, wall seconds (start-up included) and peak RSS (``ru_maxrss``)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(core))
+    proc = subprocess.run(
+        [sys.executable, "-c", _INDEX_ONE, str(corpus), str(sae), str(store)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+    )
+    if proc.returncode != 0 or not proc.stdout.strip():
+        return {"error": (proc.stderr or proc.stdout)[-500:]}
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bench_big_document(sae: Path, work: Path, mb: int, before: str | None = None) -> dict[str, Any]:
+    """Peak RSS and time of indexing one ``mb``-MB document, against a one-line document (the
+    process's own baseline); with ``before``, the same with the code of that git revision."""
+    words = ("quokka", "tapir", "otter", "glacier", "bassoon", "river", "island", "reed")
+    text = " ".join(words[i % len(words)] + str(i % 997) for i in range(mb * 200_000))
+    big = work / "big.jsonl"
+    big.write_text(json.dumps({"_id": "big", "text": text[: mb * 1_000_000]}) + "\n")
+    small = work / "small.jsonl"
+    small.write_text(json.dumps({"_id": "small", "text": "one quokka"}) + "\n")
+    cores = {"now": REPO / "core"}
+    if before:
+        old = work / "before"
+        old.mkdir()
+        archive = subprocess.run(
+            ["git", "archive", before, "core/latentlex"], cwd=REPO, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        cores[f"before ({before})"] = old / "core"
+    out: dict[str, Any] = {"document_mb": round(big.stat().st_size / 1e6, 1)}
+    for name, core in cores.items():
+        for label, corpus in (("one-line document", small), (f"{mb} MB document", big)):
+            store = work / f"store-{len(out)}"
+            run = _index_one(core, corpus, sae, store)
+            say(f"  {name}, {label}: {run}")
+            out[f"{name}: {label}"] = run
+    return out
+
+
+def run_untrusted_tests(fuzz_corpora: int) -> dict[str, Any]:
+    """``tests/test_untrusted_input.py`` (issue 15) with ``fuzz_corpora`` generated corpora:
+    probes run per kind, failures, and the figures it prints."""
+    start = time.perf_counter()
+    env = dict(os.environ, LATENTLEX_FUZZ_CORPORA=str(fuzz_corpora))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/test_untrusted_input.py",
+            "tests/test_reliability.py",
+            "-k",
+            "not sigkill and not threads and not asyncio",
+            "-s",
+            "-v",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+        env=env,
+    )
+    text = proc.stdout
+    outcomes = re.findall(
+        r"^tests/(\S+?)::(\w+)(?:\[[^\]]*\])? (PASSED|FAILED|ERROR|SKIPPED)", text, re.MULTILINE
+    )
+    per_test: dict[str, dict[str, int]] = {}
+    for _, name, outcome in outcomes:
+        per_test.setdefault(name, {}).setdefault(outcome, 0)
+        per_test[name][outcome] += 1
+    return {
+        "exit_status": proc.returncode,
+        "summary": text.strip().splitlines()[-1] if text.strip() else proc.stderr[-500:],
+        "seconds": round(time.perf_counter() - start, 1),
+        "tracebacks_in_output": text.count("Traceback (most recent call last)"),
+        "figures": re.findall(r"\[untrusted\] (.*)", text),
+        "per_test": per_test,
+    }
+
+
 # ------------------------------------------------------------------------------ report
 
 
@@ -331,6 +436,11 @@ def markdown(res: dict[str, Any]) -> str:
         f"{res['load_before']} / {res['load_after']} (other processes share the CPU).",
         "",
     ]
+    for run in res.get("partial_runs", []):
+        lines += [
+            f"Updated by `{run['command']}` (load {run['load_before']} / {run['load_after']}).",
+            "",
+        ]
     c = res.get("crash")
     if c:
         lines += [
@@ -401,6 +511,40 @@ def markdown(res: dict[str, Any]) -> str:
             f"{f['changed']:,} changed by at most {f['max_relative_change']:.2g} (relative).",
             "",
         ]
+    big = res.get("big_document")
+    if big:
+        lines += [
+            f"## One {big['document_mb']} MB document (`latentlex index`, fresh process)",
+            "",
+            "| code | corpus | exit | seconds | peak RSS MiB |",
+            "|---|---|--:|--:|--:|",
+        ]
+        for key, run in big.items():
+            if key == "document_mb":
+                continue
+            code, _, corpus = key.partition(": ")
+            lines.append(
+                f"| {code} | {corpus} | {run.get('rc', 'x')} | {run.get('seconds', '-')} | "
+                f"{run.get('peak_rss_mib', run.get('error', '-'))} |"
+            )
+        lines.append("")
+    u = res.get("untrusted")
+    if u:
+        lines += [
+            "## Untrusted input (`tests/test_untrusted_input.py` + untrusted parts of "
+            "`tests/test_reliability.py`)",
+            "",
+            f"{u['summary']} ({u['seconds']} s); tracebacks printed: {u['tracebacks_in_output']}.",
+            "",
+        ]
+        lines += [f"- {x}" for x in u["figures"]]
+        lines += ["", "| test | passed | failed |", "|---|--:|--:|"]
+        for name, counts in sorted(u["per_test"].items()):
+            lines.append(
+                f"| `{name}` | {counts.get('PASSED', 0)} | "
+                f"{counts.get('FAILED', 0) + counts.get('ERROR', 0)} |"
+            )
+        lines.append("")
     t = res.get("tests")
     if t:
         lines += [
@@ -419,6 +563,9 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+ALL_PARTS = ("crash", "concurrency", "memory", "bounds", "floats", "big", "untrusted", "tests")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="smaller sizes (1,000 docs, 10 s, 10k)")
@@ -429,8 +576,13 @@ def main() -> int:
     p.add_argument(
         "--only",
         nargs="+",
-        default=["crash", "concurrency", "memory", "bounds", "floats", "tests"],
+        default=list(ALL_PARTS),
     )
+    p.add_argument("--big-mb", type=int, default=20, help="size of the one big document")
+    p.add_argument(
+        "--before", default=None, help="also index the big document with this git revision's code"
+    )
+    p.add_argument("--fuzz-corpora", type=int, default=400, help="generated corpora to index")
     args = p.parse_args()
     if args.quick:
         args.crash_docs, args.seconds, args.memory_docs = 1000, 10.0, [2_000, 10_000]
@@ -460,12 +612,26 @@ def main() -> int:
             res["memory"].pop("largest_store", None)
         if "floats" in args.only:
             res["float_payloads"] = bench_float_payloads()
+        if "big" in args.only:
+            say(f"one {args.big_mb} MB document")
+            res["big_document"] = bench_big_document(sae, work, args.big_mb, args.before)
+    if "untrusted" in args.only:
+        say(f"untrusted input tests ({args.fuzz_corpora} fuzzed corpora)")
+        res["untrusted"] = run_untrusted_tests(args.fuzz_corpora)
+        say(f"  {res['untrusted']['summary']}")
     if "tests" in args.only:
         say("default tests (pytest -s)")
         res["tests"] = run_default_tests()
         say(f"  {res['tests']['summary']}")
     res["load_after"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    previous = RESULTS / "reliability.json"
+    if set(args.only) != set(ALL_PARTS) and previous.is_file():
+        # a partial run (--only) updates its own sections and keeps the others' figures
+        kept = json.loads(previous.read_text())
+        runs = kept.setdefault("partial_runs", [])
+        runs.append({k: res[k] for k in ("command", "machine", "load_before", "load_after")})
+        res = {**kept, **{k: v for k, v in res.items() if k not in runs[-1]}}
     (RESULTS / "reliability.json").write_text(json.dumps(res, indent=2) + "\n")
     (RESULTS / "reliability.md").write_text(markdown(res) + "\n")
     say(f"wrote {RESULTS / 'reliability.json'} and reliability.md")

@@ -523,6 +523,9 @@ def _corpus(draw: st.DrawFn) -> tuple[str, bytes, bool, bool]:
     return suffix, body, broken, has_docs
 
 
+_FUZZ_TALLY = {0: 0, 2: 0}
+
+
 def _quick_snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """``path -> (size, mtime_ns)``: any write to a file changes its mtime."""
     return {
@@ -539,7 +542,11 @@ def fuzz_store(base_store, tmp_path) -> dict[str, Any]:
     return {"store": tmp_path / "store", "docs": dict(BASE_DOCS)}
 
 
-@settings(FUZZ, max_examples=40)
+#: Corpora per run (``benchmarks/bench_reliability.py`` raises it for the report).
+FUZZ_CORPORA = int(os.environ.get("LATENTLEX_FUZZ_CORPORA", "40"))
+
+
+@settings(FUZZ, max_examples=FUZZ_CORPORA)
 @given(corpus=_corpus(), recreate=st.booleans())
 def test_cli_index_fuzzed_corpora(corpus, recreate, fuzz_store, tiny_sae_dir, fast_cli, tmp_path):
     """Exit 0 or 2 only, never a traceback; on 2 a one-line error naming the corpus and the store
@@ -557,6 +564,7 @@ def test_cli_index_fuzzed_corpora(corpus, recreate, fuzz_store, tiny_sae_dir, fa
     assert rc in (0, 2), (rc, err[-2000:])
     # a corpus with a bad line, or without any document, is refused; every other is taken
     assert rc == (2 if broken or not has_docs else 0), err[-2000:]
+    _FUZZ_TALLY[rc] += 1
     if rc == 2:
         assert str(path) in error_line(err)
         assert _quick_snapshot(store) == before
@@ -1126,3 +1134,28 @@ def test_a_folder_that_is_not_a_model(tmp_path):
 def test_huge_numbers_are_refused_by_the_parser(tmp_path):
     rc, _, err = cli("index", "--corpus", "c", "--sae", "s", "--chunk-size", "9" * 30)
     assert rc == 2 and "must be <=" in err
+
+
+def test_labelling_a_20mb_document_tokenises_a_bounded_prefix(tiny_sae_dir, backbone, monkeypatch):
+    from latentlex.labels import label_latents
+
+    seen: list[int] = []
+    tok = backbone.tokenizer
+    real_call = type(tok).__call__
+
+    def spy(self, text, *args, **kwargs):
+        seen.extend(len(t) for t in ([text] if isinstance(text, str) else list(text)))
+        return real_call(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tok), "__call__", spy)
+    huge = "Quokkas live on Rottnest Island near Perth. " * 450_000
+    labels = label_latents(str(tiny_sae_dir), [huge, "otters hold hands"], backbone, batch_size=2)
+    assert len(labels) > 0
+    assert max(seen) <= backbone.max_seq_length * 1024
+
+
+def test_zz_fuzz_tally():
+    """Print how many fuzzed corpora were taken and refused (for the reliability report); last in
+    the file so that it runs after the fuzzer."""
+    if sum(_FUZZ_TALLY.values()):
+        print(f"\n[untrusted] fuzzed corpora: {_FUZZ_TALLY[0]} indexed, {_FUZZ_TALLY[2]} refused")

@@ -184,6 +184,8 @@ def _align(backbone: Backbone, texts: Sequence[str], lengths: Sequence[int]) -> 
         )
     prompt = backbone.document_prompt or ""
     special = set(tok.all_special_ids)
+    # the prefixes the backbone itself read (same first tokens, bounded tokeniser input)
+    texts, _ = backbone.cut_texts(list(texts))
     enc = tok(
         [prompt + t for t in texts],
         truncation=True,
