@@ -1159,3 +1159,32 @@ def test_zz_fuzz_tally():
     the file so that it runs after the fuzzer."""
     if sum(_FUZZ_TALLY.values()):
         print(f"\n[untrusted] fuzzed corpora: {_FUZZ_TALLY[0]} indexed, {_FUZZ_TALLY[2]} refused")
+
+
+def test_two_recreates_of_one_store_do_not_meet(store, tiny_sae_dir, tmp_path, fast_cli):
+    """A second ``index --recreate`` while one runs is refused before it touches anything (the
+    first one's half-built collection is not removed under it)."""
+    from latentlex.cli import _flock
+
+    half_built = store / "latentlex.latentlex-new"
+    half_built.mkdir()
+    (half_built / "marker").write_text("being written")
+    fd = _flock(store, "test")  # what a running recreate holds
+    try:
+        corpus = tmp_path / "c.jsonl"
+        corpus.write_text(doc_line(1) + "\n")
+        rc, _, err = cli(
+            "index",
+            "--corpus",
+            str(corpus),
+            "--sae",
+            str(tiny_sae_dir),
+            "--store",
+            str(store),
+            "--quiet",
+            "--recreate",
+        )
+        assert rc == 2 and "another `latentlex index --recreate`" in error_line(err)
+        assert (half_built / "marker").is_file()
+    finally:
+        os.close(fd)

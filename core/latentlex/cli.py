@@ -286,40 +286,54 @@ def _open_index(args: argparse.Namespace, **kwargs: Any) -> LatentIndex:
 _NEW, _OLD = ".latentlex-new", ".latentlex-old"
 
 
+def _flock(path: Path, what: str) -> int | None:
+    """An exclusive, non-blocking lock on ``path`` (a file, created if missing, or a folder);
+    ``None`` where there is no ``fcntl`` (the engine's own WAL lock remains).
+
+    Raises:
+        StoreError: another process holds it (the message says ``what`` it is doing).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(path, os.O_RDONLY) if path.is_dir() else os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"{what}; wait for it or close it first") from None
+    return fd
+
+
 @contextlib.contextmanager
 def _staged_recreate(args: argparse.Namespace) -> Iterator[str]:
     """``index --recreate`` on the embedded store: build the collection beside the live one and
     swap it in only when the whole corpus is written.
 
-    Yields the collection name to write to. The live collection stays locked (a second opener
-    gets the usual "already open" error) and untouched until the swap: two folder renames. If
-    the run fails or is interrupted, the half-built folder is removed and the live collection is
-    as it was. A swap cut between its two renames is repaired by the next run (the old folder is
-    put back).
+    Yields the collection name to write to. One recreate per store folder runs at a time; the
+    live collection stays locked (a second opener gets the usual "already open" error) and
+    untouched until the swap: two folder renames. If the run fails or is interrupted, the
+    half-built folder is removed and the live collection is as it was. A swap cut between its
+    two renames is repaired by the next command (the old folder is put back).
     """
     from .store.edge import LOCK_FILE
 
     root = Path(args.store)
+    root.mkdir(parents=True, exist_ok=True)
     live, new, old = (root / f"{args.collection}{x}" for x in ("", _NEW, _OLD))
-    _repair_swap(live, old)
-    shutil.rmtree(new, ignore_errors=True)  # the leftovers of an interrupted run
-    lock_fd = None
-    if live.is_dir():
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: the engine's own WAL lock remains
-            fcntl = None  # type: ignore[assignment]
-        if fcntl is not None:
-            lock_fd = os.open(live / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(lock_fd)
-                raise StoreError(
-                    f"collection {args.collection!r} at {live} is already open in another "
-                    "process; close it first"
-                ) from None
+    # the store folder itself is the lock of recreates and swaps (no file is added to it)
+    fds = [_flock(root, f"another `latentlex index --recreate` into {root} is running")]
     try:
+        _repair_swap(live, old, locked=True)
+        shutil.rmtree(new, ignore_errors=True)  # the leftovers of an interrupted run
+        if live.is_dir():
+            fds.append(
+                _flock(
+                    live / LOCK_FILE,
+                    f"collection {args.collection!r} at {live} is already open in another process",
+                )
+            )
         try:
             yield new.name
         except BaseException:
@@ -330,17 +344,29 @@ def _staged_recreate(args: argparse.Namespace) -> Iterator[str]:
         os.rename(new, live)
         shutil.rmtree(old, ignore_errors=True)
     finally:
-        if lock_fd is not None:
-            os.close(lock_fd)
+        for fd in fds:
+            if fd is not None:
+                os.close(fd)
 
 
-def _repair_swap(live: Path, old: Path) -> None:
-    """Finish or undo a swap an earlier run did not complete."""
-    if old.is_dir():
+def _repair_swap(live: Path, old: Path, *, locked: bool = False) -> None:
+    """Finish or undo a swap an earlier run did not complete (not while a recreate runs)."""
+    if not old.is_dir():
+        return
+    fd = None
+    if not locked:
+        try:
+            fd = _flock(live.parent, "a recreate is swapping")
+        except StoreError:
+            return  # a recreate is running: its own swap is under way
+    try:
         if live.is_dir():
             shutil.rmtree(old, ignore_errors=True)  # the swap was done but for the cleanup
         else:
             os.rename(old, live)  # cut between the renames: the previous collection comes back
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def _collection_exists(args: argparse.Namespace) -> bool:
