@@ -36,6 +36,8 @@ EXPECT = {
     "cfg_fifo": "refuse",
     "weights_fifo": "refuse",
     "cfg_is_a_folder": "refuse",
+    "cfg_link_loop": "refuse",
+    "weights_link_loop": "refuse",
     "cfg_deep_400k": "refuse",
     "cfg_deep_70": "refuse",
     "cfg_bigint_digits": "refuse",
@@ -122,6 +124,11 @@ def make_cases(root: Path, good: Path) -> Path:
     os.mkfifo(f / "cfg.json")
     f = folder("weights_fifo", weights=False)
     os.mkfifo(f / "sae.safetensors")
+    f = folder("cfg_link_loop", config=False)
+    (f / "cfg.json").symlink_to("cfg.json")
+    f = folder("weights_link_loop", weights=False)
+    (f / "sae.safetensors").symlink_to("other.safetensors")
+    (f / "other.safetensors").symlink_to("sae.safetensors")
     f = folder("cfg_is_a_folder", config=False)
     (f / "cfg.json").mkdir()
     folder("cfg_deep_400k", cfg_='{"d_in": 384, "x": ' + "[" * 400_000 + "]" * 400_000 + "}")

@@ -127,7 +127,10 @@ def check_revision(revision: str | None) -> str | None:
 def inside(root: Path, sub: str | None) -> Path:
     if sub is None:
         return root
-    folder = (root / sub).resolve()
+    try:
+        folder = (root / sub).resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop, a name too long
+        raise ConfigError(f"subfolder {sub!r} cannot be resolved ({e})") from None
     if not folder.is_relative_to(root.resolve()):
         raise ConfigError(f"subfolder {sub!r} escapes {root}")
     return folder

@@ -91,7 +91,9 @@ _DTYPE_BYTES = {
 }
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
 
-_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar("latentlex_sandbox", default=None)
+_ROOT: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "latentlex_sandbox", default=None
+)
 
 
 # ----------------------------------------------------------------------------- JSON
@@ -143,7 +145,9 @@ def loads_capped(
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise error(f"{where}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+        raise error(
+            f"{where}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno})"
+        ) from None
     except RecursionError:
         raise error(f"{where}: JSON nested deeper than {max_depth} levels") from None
     except ValueError as e:  # e.g. an integer of more than 4300 digits
@@ -249,12 +253,15 @@ def resolve_inside(
             FIFO, device or folder.
     """
     base = Path(folder).expanduser()
-    real_base = base.resolve()
+    p = base / name
+    try:
+        real_base = base.resolve()
+        target = p.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop, a name too long, ...
+        raise error(f"{p}: cannot be resolved ({e})") from None
     root = _ROOT.get()
     if root is None or not real_base.is_relative_to(root):
         root = real_base
-    p = base / name
-    target = p.resolve()
     if not target.is_relative_to(root):
         raise error(
             f"{p}: leads outside the SAE folder (to {target}); an SAE folder must hold its own "
