@@ -90,7 +90,7 @@ def run(cmd: list[str]) -> None:
 def table(results: list[dict]) -> str:
     metrics = list(results[0]["metrics"])
     sig = next((r["significance"] for r in results if r.get("significance")), None)
-    head = "| system | " + " | ".join(metrics) + " | query p50 ms | query p95 ms |"
+    head = "| system | " + " | ".join(metrics) + " | 1-query p50 ms | 1-query p95 ms |"
     rows = [head, "|---" * (len(metrics) + 3) + "|"]
     if sig is not None:
         rows[0] += f" hybrid − this, {sig['metric']} (p) |"
@@ -139,8 +139,9 @@ def fit(folder: Path, plan: Plan, cache: Path) -> Path:
     from latentlex.fit import FitConfig, fit_sae
 
     ds = load_beir(folder)
+    budget = FitConfig().budget  # the default token budget of the fit
     key = f"{ds.name}-{ds.fingerprint[:12]}-w{plan.width}-k{plan.k}-e{plan.epochs:g}-s{plan.seed}"
-    sae_dir = cache / "saes" / f"{key}-token"
+    sae_dir = cache / "saes" / f"{key}-t{budget or 'all'}-token"
     if (sae_dir / "cfg.json").is_file():
         print(f"{ds.name}: reusing SAE {sae_dir}", flush=True)
         return sae_dir

@@ -772,3 +772,24 @@ def test_write_states_streams_one_sae_pass(tmp_path: Path, encoder) -> None:
         np.testing.assert_array_equal(got.indices, whole.sparse[row].indices)
         np.testing.assert_allclose(got.values, whole.sparse[row].values, rtol=1e-6)
     index.close()
+
+
+def test_eval_fit_samples_by_the_budget_and_writes_with_its_avgdl(
+    tiny: BeirDataset, tmp_path: Path
+) -> None:
+    """``run_eval(fit={..., "max_tokens": N})`` fits on a sample within the budget (its own SAE
+    cache entry), and the corpus is written with the avgdl measured on that sample."""
+    from latentlex.evaluation.run import run_eval
+    from latentlex.sae import SparseAutoencoder
+
+    root, cache = tmp_path / "tiny", tmp_path / "cache"
+    fit = {"width": 32, "k": 4, "epochs": 1, "max_tokens": 20}
+    (res,) = run_eval(root, fit=fit, systems=["latent"], cache_dir=cache)
+    (sae_dir,) = list((cache / "saes").iterdir())
+    assert "-t20" in sae_dir.name
+    cfg = SparseAutoencoder.load(sae_dir).cfg
+    assert cfg.fit_sample is not None and cfg.fit_sample["budget_tokens"] == 20
+    docs = cfg.fit_sample["docs"]
+    assert isinstance(docs, int) and 1 <= docs < len(tiny.corpus)
+    assert res["latent_stats"]["avgdl"] == pytest.approx(cfg.avgdl)
+    assert res["latent_stats"]["docs"] == len(tiny.corpus)

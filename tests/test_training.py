@@ -401,3 +401,25 @@ def test_cli_max_tokens_takes_a_number_or_all() -> None:
     assert args.max_tokens == "auto"
     args = build_parser().parse_args(["eval", "--dataset", "d", "--fit", "--max-tokens", "all"])
     assert args.max_tokens == "all"
+
+
+def test_fit_on_states_samples_stored_documents(backbone, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """fit_on_states: the budget's sample of already encoded states, no backbone pass."""
+    from unittest import mock
+
+    from latentlex.fit import fit_on_states
+    from latentlex.states import encode_token_states
+
+    docs = _corpus(60)
+    st = encode_token_states(
+        backbone, [d.id for d in docs], [d.text for d in docs], tmp_path / "s", progress=False
+    )
+    total = int(st.meta["total_tokens"])
+    with mock.patch.object(backbone, "forward", side_effect=AssertionError("re-encoded")):
+        sae = fit_on_states(
+            st, backbone, width=32, k=4, epochs=1, progress=False, max_tokens=total // 2
+        )
+    rec = sae.cfg.fit_sample
+    assert rec is not None and rec["corpus_tokens"] == total and rec["corpus_docs"] == 60
+    assert isinstance(rec["tokens"], int) and total // 2 - 80 < rec["tokens"] <= total // 2
+    assert sae.cfg.metrics["train_vectors"] == rec["tokens"] and sae.cfg.avgdl

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FitConfig", "fit_sae"]
+__all__ = ["FitConfig", "fit_on_states", "fit_sae"]
 
 _MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     # Latent Terms (Clavié et al. 2026) architecture; BM25 k1/b: Robertson's 1.2/0.75, which beat the
@@ -130,6 +130,13 @@ def fit_sae(
 ) -> SparseAutoencoder:
     """Train an SAE on a corpus and save it.
 
+    In token mode the SAE trains on at most ``config.max_tokens`` token states by default: whole
+    documents, drawn in a random order seeded by ``config.seed`` (:mod:`latentlex.sampling`).
+    When ``config.cache_dir`` already holds the whole corpus' token states (``latentlex eval``'s
+    cache), the sample is read from it (no backbone pass); otherwise only the sampled documents
+    are run through the backbone. ``avgdl`` is measured on the sample; the budget and the sample
+    are recorded in the SAE's :attr:`~latentlex.sae.SAEConfig.fit_sample`.
+
     Args:
         corpus: a corpus path (BEIR ``corpus.jsonl``, ``.txt``, or a folder), a list of texts, or
             a list of :class:`~latentlex.corpus.Document` (their ids key the token-state cache).
@@ -140,13 +147,7 @@ def fit_sae(
     Example:
         >>> sae = fit_sae("data/corpus.jsonl", "my-sae", width=4096, k=16)  # doctest: +SKIP
     """
-    from .sae import SAEConfig
-    from .terms import LatentTermEncoder
-    from .training import TrainConfig, train_sae
-
-    cfg = config or FitConfig()
-    if overrides:
-        cfg = FitConfig(**{**cfg.__dict__, **overrides})
+    cfg = _config(config, overrides)
     t0 = time.perf_counter()
     if isinstance(corpus, list) and corpus and all(isinstance(d, Document) for d in corpus):
         docs_ = [d for d in corpus if isinstance(d, Document)]
@@ -168,6 +169,72 @@ def fit_sae(
             max_seq_length=cfg.max_seq_length,
             layer=cfg.layer,
         )
+    full = cached_states(backbone, ids, texts, cfg.cache_dir)
+    if full is not None:
+        row_of = {doc_id: r for r, doc_id in enumerate(full.doc_ids)}
+        rows = np.array([row_of[i] for i in ids], dtype=np.int64)
+        states, sample = _sample_cached(full, rows, cfg)
+        return _train(states, sample, backbone, cfg, out_dir, t0)
+    tmp: tempfile.TemporaryDirectory[str] | None = None
+    if cfg.cache_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="latentlex-states-")
+        cache = Path(tmp.name)
+    else:
+        cache = Path(cfg.cache_dir)
+    try:
+        states, sample = _sample_texts(backbone, ids, texts, cache, cfg)
+        return _train(states, sample, backbone, cfg, out_dir, t0)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def fit_on_states(
+    states: TokenStates,
+    backbone: Backbone,
+    config: FitConfig | None = None,
+    out_dir: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> SparseAutoencoder:
+    """Train an SAE on a corpus' token states already encoded (no backbone pass).
+
+    As :func:`fit_sae` does with a cache of the whole corpus: the documents are sampled from
+    ``states`` by the token budget (in stored order, seeded by ``config.seed``), the SAE trains
+    on the sample and ``avgdl`` is measured on it.
+
+    Args:
+        states: the whole corpus' token states (:func:`~latentlex.states.encode_token_states`).
+        backbone: the backbone that read them (its name, fingerprint and layers go in the SAE).
+        config: a :class:`FitConfig` (its ``cache_dir`` and ``batch_size`` are unused); keyword
+            ``overrides`` replace its fields.
+        out_dir: where to save the SAE folder; None: don't save.
+    """
+    cfg = _config(config, overrides)
+    t0 = time.perf_counter()
+    if states.n_docs == 0:
+        raise ConfigError("the token states hold no documents")
+    sample_states, sample = _sample_cached(states, np.arange(states.n_docs), cfg)
+    return _train(sample_states, sample, backbone, cfg, out_dir, t0)
+
+
+def _config(config: FitConfig | None, overrides: dict[str, Any]) -> FitConfig:
+    cfg = config or FitConfig()
+    return FitConfig(**{**cfg.__dict__, **overrides}) if overrides else cfg
+
+
+def _train(
+    states: TokenStates,
+    sample: dict[str, int | str | None],
+    backbone: Backbone,
+    cfg: FitConfig,
+    out_dir: str | os.PathLike[str] | None,
+    t0: float,
+) -> SparseAutoencoder:
+    """Train on the sampled token states, measure avgdl on them, record the sample, save."""
+    from .sae import SAEConfig
+    from .terms import LatentTermEncoder
+    from .training import TrainConfig, train_sae
+
     defaults = _MODE_DEFAULTS[cfg.mode]
     sae_cfg = SAEConfig(
         d_in=backbone.dim,
@@ -195,103 +262,104 @@ def fit_sae(
         progress=cfg.progress,
         **cfg.train,
     )
-    tmp: tempfile.TemporaryDirectory[str] | None = None
-    if cfg.cache_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="latentlex-states-")
-        cache = Path(tmp.name)
-    else:
-        cache = Path(cfg.cache_dir)
-    try:
-        states, sample = _sample_states(backbone, ids, texts, cache, cfg)
-        data = states.tokens if cfg.mode == "token" else states.dense
-        logger.info("training on %d vectors of dim %d", data.shape[0], data.shape[1])
-        sae, report = train_sae(
-            np.asarray(data) if cfg.mode == "pooled" else data, train_cfg, sae_cfg
-        )
-        encoder = LatentTermEncoder(sae, backbone)
-        encoder.calibrate_avgdl(states, progress=cfg.progress)  # on the sample: budget-sized
-        sae.cfg.fit_sample = sample
-        sae.cfg.metrics = {
-            **sae.cfg.metrics,
-            "train_vectors": int(data.shape[0]),
-            "train_docs": int(states.n_docs),
-            "seconds_total": round(time.perf_counter() - t0, 1),
-        }
+    data = states.tokens if cfg.mode == "token" else states.dense
+    logger.info("training on %d vectors of dim %d", data.shape[0], data.shape[1])
+    sae, report = train_sae(np.asarray(data) if cfg.mode == "pooled" else data, train_cfg, sae_cfg)
+    encoder = LatentTermEncoder(sae, backbone)
+    encoder.calibrate_avgdl(states, progress=cfg.progress)  # on the sample: budget-sized
+    sae.cfg.fit_sample = sample
+    sae.cfg.metrics = {
+        **sae.cfg.metrics,
+        "train_vectors": int(data.shape[0]),
+        "train_docs": int(states.n_docs),
+        "seconds_total": round(time.perf_counter() - t0, 1),
+    }
+    logger.info(
+        "fitted SAE on %d of %s documents (%d token states): FVU %.3f, L0 %.1f, dead %.1f%%, "
+        "avgdl %.1f",
+        states.n_docs,
+        sample["corpus_docs"],
+        int(states.meta["total_tokens"]),
+        report.fvu,
+        report.l0,
+        report.dead_pct,
+        sae.cfg.avgdl,
+    )
+    if out_dir is not None:
+        sae.save(out_dir)
+    return sae
+
+
+def _record(cfg: FitConfig, corpus_docs: int) -> dict[str, int | str | None]:
+    budget = cfg.budget
+    return {
+        "budget_tokens": "all" if budget is None else budget,
+        "seed": cfg.seed,
+        "corpus_docs": corpus_docs,
+        "corpus_tokens": None,
+    }
+
+
+def _finish(
+    states: TokenStates, record: dict[str, int | str | None], cfg: FitConfig
+) -> tuple[TokenStates, dict[str, int | str | None]]:
+    record["tokens"] = int(states.meta["total_tokens"])
+    record["docs"] = states.n_docs
+    if cfg.budget is not None and states.n_docs < cast(int, record["corpus_docs"]):
         logger.info(
-            "fitted SAE on %d of %d documents (%d token states): FVU %.3f, L0 %.1f, "
-            "dead %.1f%%, avgdl %.1f",
+            "token budget %d: fitting on %d of %s documents (%d token states, seed %d)",
+            cfg.budget,
             states.n_docs,
-            len(texts),
-            int(states.meta["total_tokens"]),
-            report.fvu,
-            report.l0,
-            report.dead_pct,
-            sae.cfg.avgdl,
+            record["corpus_docs"],
+            record["tokens"],
+            cfg.seed,
         )
-        if out_dir is not None:
-            sae.save(out_dir)
-        return sae
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+    return states, record
 
 
-def _sample_states(
+def _sample_cached(
+    full: TokenStates, rows: np.ndarray, cfg: FitConfig
+) -> tuple[TokenStates, dict[str, int | str | None]]:
+    """The sample drawn from a whole corpus' token states; ``rows``: the stored row of each
+    corpus document, in corpus order (the order the seeded permutation runs over)."""
+    record = _record(cfg, len(rows))
+    record["corpus_tokens"] = int(full.meta["total_tokens"])
+    if cfg.budget is None:
+        return _finish(full, record, cfg)
+    lengths = full.lengths[rows]
+    chosen = choose_documents(len(rows), cfg.budget, cfg.seed, lambda pos: lengths[pos])
+    states = full if len(chosen) == len(rows) else gather_states(full, np.sort(rows[chosen]))
+    return _finish(states, record, cfg)
+
+
+def _sample_texts(
     backbone: Backbone,
     ids: list[str],
     texts: list[str],
     cache: Path,
     cfg: FitConfig,
 ) -> tuple[TokenStates, dict[str, int | str | None]]:
-    """The token states the fit trains on, and the record of how they were sampled.
-
-    Without a budget: the whole corpus (encoded, or read from ``cache``). With one: the sampled
-    documents' states, gathered from ``cache`` when it already holds the whole corpus (e.g.
-    ``latentlex eval``'s token-state cache: no backbone pass), otherwise encoded there alone
-    (the rest of the corpus is never run through the backbone).
-    """
-    budget = cfg.budget
-    record: dict[str, int | str | None] = {
-        "budget_tokens": "all" if budget is None else budget,
-        "seed": cfg.seed,
-        "corpus_docs": len(texts),
-        "corpus_tokens": None,
-    }
+    """The sample of a corpus not encoded yet: its documents' tokens are counted with the
+    backbone's tokenizer along the seeded order, and only the sampled ones are encoded (into
+    ``cache``); without a budget, the whole corpus is."""
+    record = _record(cfg, len(ids))
 
     def encode(sub_ids: list[str], sub_texts: list[str]) -> TokenStates:
         return encode_token_states(
             backbone, sub_ids, sub_texts, cache, batch_size=cfg.batch_size, progress=cfg.progress
         )
 
-    full = cached_states(backbone, ids, texts, cache)
-    if budget is None:
-        states = full if full is not None else encode(ids, texts)
-        record["corpus_tokens"] = int(states.meta["total_tokens"])
-    elif full is not None:
-        row_of = {doc_id: r for r, doc_id in enumerate(full.doc_ids)}
-        rows = np.array([row_of[i] for i in ids], dtype=np.int64)
-        lengths = full.lengths[rows]
-        chosen = choose_documents(len(ids), budget, cfg.seed, lambda pos: lengths[pos])
-        states = full if len(chosen) == len(ids) else gather_states(full, np.sort(rows[chosen]))
-        record["corpus_tokens"] = int(full.meta["total_tokens"])
-    else:
+    if cfg.budget is not None:
         chosen = choose_documents(
-            len(ids), budget, cfg.seed, lambda pos: token_counts(backbone, [texts[i] for i in pos])
-        )
-        if len(chosen) == len(ids):
-            states = encode(ids, texts)
-            record["corpus_tokens"] = int(states.meta["total_tokens"])
-        else:
-            states = encode([ids[i] for i in chosen], [texts[i] for i in chosen])
-    record["tokens"] = int(states.meta["total_tokens"])
-    record["docs"] = states.n_docs
-    if states.n_docs < len(ids):
-        logger.info(
-            "token budget %d: fitting on %d of %d documents (%d token states, seed %d)",
-            budget,
-            states.n_docs,
             len(ids),
-            record["tokens"],
+            cfg.budget,
             cfg.seed,
+            lambda pos: token_counts(backbone, [texts[i] for i in pos]),
         )
-    return states, record
+        if len(chosen) < len(ids):
+            return _finish(
+                encode([ids[i] for i in chosen], [texts[i] for i in chosen]), record, cfg
+            )
+    states = encode(ids, texts)
+    record["corpus_tokens"] = int(states.meta["total_tokens"])
+    return _finish(states, record, cfg)
