@@ -6,29 +6,23 @@ Documents in (rows for :meth:`LatentIndex.add`, split to what the backbone reads
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langchain_core.documents import Document
 from latentlex._options import refuse_unknown as _refuse_unknown
 from latentlex.chunking import chunk_limit, default_overlap, split_text
 from latentlex.errors import ConfigError
-from latentlex.index import LatentIndex, build_index, content_hash
+from latentlex.index import LatentIndex, content_hash
 from latentlex.store.base import Hit
-
-if TYPE_CHECKING:
-    from latentlex.lexical import LexicalConfig
-    from latentlex.store.base import Store
-    from latentlex.terms import LatentTermEncoder
 
 logger = logging.getLogger("langchain_latentlex")
 
 __all__ = [
     "LEG_KEYS",
     "document_rows",
-    "open_index",
     "refuse_unknown",
     "split_documents",
     "to_documents",
@@ -62,32 +56,8 @@ _RIGHT_NAME = {
 }
 
 
-def refuse_unknown(
-    given: Iterable[str], known: Iterable[str], owner: str, what: str = "argument"
-) -> None:
-    """:func:`latentlex._options.refuse_unknown` with LangChain's usual wrong names.
-
-    Raises:
-        TypeError: an unknown name, with the right one when there is one.
-    """
-    _refuse_unknown(given, known, owner, what, _RIGHT_NAME)
-
-
-def open_index(
-    sae: Any = None,
-    store: Store | str | os.PathLike[str] | None = None,
-    *,
-    encoder: LatentTermEncoder | None = None,
-    collection: str = "latentlex",
-    recreate: bool = False,
-    lexical: bool | LexicalConfig | None = None,
-    index_kwargs: Mapping[str, Any] | None = None,
-) -> LatentIndex:
-    """The :class:`LatentIndex` the ``from_*`` constructors build (see :func:`build_index`)."""
-    return build_index(
-        sae, store, encoder=encoder, collection=collection, recreate=recreate,
-        lexical=lexical, index_kwargs=index_kwargs,
-    )  # fmt: skip
+#: :func:`latentlex._options.refuse_unknown` naming LangChain's usual wrong names.
+refuse_unknown = functools.partial(_refuse_unknown, right_names=_RIGHT_NAME)
 
 
 def document_rows(

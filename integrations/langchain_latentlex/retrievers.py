@@ -22,7 +22,7 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from latentlex._options import ClosesIndex
-from latentlex.index import DEFAULT_FUSION, LatentIndex
+from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index
 from latentlex.store.base import MODES, Fusion
 from latentlex.store.filters import check as check_filter
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -31,7 +31,6 @@ from ._translate import (
     LEG_KEYS,
     check_k,
     document_rows,
-    open_index,
     refuse_unknown,
     split_documents,
     text_rows,
@@ -177,7 +176,7 @@ class LatentLexRetriever(ClosesIndex, BaseRetriever):
             **retriever_kwargs: retriever fields (``k``, ``mode``, ``filter``, ...).
         """
         refuse_unknown(retriever_kwargs, cls.model_fields, f"{cls.__name__}.from_texts")
-        index = open_index(
+        index = build_index(
             sae, store, encoder=encoder, collection=collection, recreate=recreate,
             lexical=lexical, index_kwargs=index_kwargs,
         )  # fmt: skip

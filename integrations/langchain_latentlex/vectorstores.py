@@ -27,7 +27,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from latentlex._options import ClosesIndex, check_weights
 from latentlex.errors import ConfigError
-from latentlex.index import DEFAULT_FUSION, LatentIndex
+from latentlex.index import DEFAULT_FUSION, LatentIndex, build_index
 from latentlex.store.base import MODES, Fusion, Hit
 from latentlex.store.filters import check as check_filter
 from latentlex.terms import LatentTermEncoder
@@ -35,7 +35,6 @@ from latentlex.terms import LatentTermEncoder
 from ._translate import (
     check_k,
     document_rows,
-    open_index,
     refuse_unknown,
     split_documents,
     text_rows,
@@ -256,7 +255,7 @@ class LatentLexVectorStore(ClosesIndex, VectorStore):
                 )
             else:
                 sae = sae if sae is not None else embedding
-        index = open_index(
+        index = build_index(
             sae, store, encoder=encoder, collection=collection, recreate=recreate,
             lexical=lexical, index_kwargs=index_kwargs,
         )  # fmt: skip

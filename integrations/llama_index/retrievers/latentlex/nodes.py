@@ -9,6 +9,7 @@ character offsets), so a hit comes back as the node that was written.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -173,12 +174,5 @@ _RIGHT_NAME = {
 }
 
 
-def refuse_unknown(
-    given: Iterable[str], known: Iterable[str], owner: str, what: str = "argument"
-) -> None:
-    """:func:`latentlex._options.refuse_unknown` with LlamaIndex's usual wrong names.
-
-    Raises:
-        TypeError: an unknown name, with the right one when there is one.
-    """
-    _refuse_unknown(given, known, owner, what, _RIGHT_NAME)
+#: :func:`latentlex._options.refuse_unknown` naming LlamaIndex's usual wrong names.
+refuse_unknown = functools.partial(_refuse_unknown, right_names=_RIGHT_NAME)
