@@ -167,17 +167,6 @@ class Hit:
             "lexical_rank": self.lexical_rank,
         }
 
-    def legs(self) -> dict[str, Any]:
-        """Each leg's score and rank (``None`` where absent), by field name."""
-        return {
-            "dense_score": self.dense_score,
-            "sparse_score": self.sparse_score,
-            "lexical_score": self.lexical_score,
-            "dense_rank": self.dense_rank,
-            "sparse_rank": self.sparse_rank,
-            "lexical_rank": self.lexical_rank,
-        }
-
 
 class Fusion(str, Enum):
     """How the dense, sparse (and lexical) legs are fused (by Qdrant; MINMAX: see below).
