@@ -604,8 +604,11 @@ def test_tampered_sae_folders_are_refused_with_bounded_memory(tamper):
                 assert r["labels"] == 0, r
         assert r["seconds"] < 5, r
         assert r["rss_growth_mib"] < 64, r
-    links = [r for r in rows if "link" in r["case"] and r["outcome"] == "refused"]
+    refused = [r for r in rows if "link" in r["case"] and r["outcome"] == "refused"]
+    links = [r for r in refused if "loop" not in r["case"]]
     assert links and all("leads outside the SAE folder" in r["message"] for r in links)
+    loops = [r for r in refused if "loop" in r["case"]]
+    assert all("cannot be resolved" in r["message"] for r in loops)
     print(
         f"\n[untrusted] tamper suite: {len(rows)} loads, "
         f"{sum(r['outcome'] == 'refused' for r in rows)} refused, max refusal "
