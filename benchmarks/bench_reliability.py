@@ -401,7 +401,8 @@ def run_untrusted_tests(fuzz_corpora: int) -> dict[str, Any]:
             "-k",
             "not sigkill and not threads and not asyncio",
             "-s",
-            "-v",
+            "-q",
+            "-rA",
             "-p",
             "no:cacheprovider",
         ],
@@ -412,11 +413,10 @@ def run_untrusted_tests(fuzz_corpora: int) -> dict[str, Any]:
         env=env,
     )
     text = proc.stdout
-    outcomes = re.findall(
-        r"^tests/(\S+?)::(\w+)(?:\[[^\]]*\])? (PASSED|FAILED|ERROR|SKIPPED)", text, re.MULTILINE
-    )
+    # the short summary (-rA): one "OUTCOME tests/file.py::test[params]" line per test
+    outcomes = re.findall(r"^(PASSED|FAILED|ERROR|SKIPPED) tests/\S+?::(\w+)", text, re.MULTILINE)
     per_test: dict[str, dict[str, int]] = {}
-    for _, name, outcome in outcomes:
+    for outcome, name in outcomes:
         per_test.setdefault(name, {}).setdefault(outcome, 0)
         per_test[name][outcome] += 1
     return {

@@ -16,6 +16,11 @@ through the backbone, exactly as ``latentlex eval --fit --max-tokens B`` does. T
 - fit seconds (wall clock; the machine is shared: compare rows of one run).
 
 Rows are written after each fit (partial results survive).
+
+``--hybrid`` instead runs ``latentlex eval`` itself (``run_eval``, systems ``latent`` and the default
+``hybrid``) for each budget: ``--fit`` on SciFact (test, then train with the same cached SAE), and
+NFCorpus (dev, then test) searched with that SciFact SAE, as BENCHMARKS.md's tables are made; rows go
+to ``fit-budget-hybrid.{json,md}``.
 """
 
 from __future__ import annotations
@@ -76,9 +81,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--hybrid", action="store_true", help="through latentlex eval (see above)")
     args = ap.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.hybrid:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            hybrid_rows(args.budgets.split(","), args.epochs, seed, out)
+        return
     t_start = time.time()
 
     bb = Backbone()
@@ -137,6 +147,63 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             out.with_suffix(".json").write_text(json.dumps(results, indent=1))
             write_md(results, out.with_suffix(".md"))
+
+
+def hybrid_rows(budgets: list[str], epochs: float, seed: int, out: Path) -> None:
+    """latent and hybrid nDCG@10 through ``latentlex eval`` for each budget (see the docstring)."""
+    from latentlex.evaluation.run import run_eval
+
+    path = out.with_name(out.name + "-hybrid")
+    rows: list[dict] = (
+        json.loads(path.with_suffix(".json").read_text())
+        if path.with_suffix(".json").is_file()
+        else []
+    )
+    cache = REPO / ".cache" / "latentlex-eval"
+    for b in budgets:
+        budget = None if b == "all" else int(b)
+        if any((r["budget"], r["epochs"], r["seed"]) == (budget, epochs, seed) for r in rows):
+            continue
+        fit = {"epochs": epochs, "seed": seed, "max_tokens": "all" if budget is None else budget}
+        row: dict = {"budget": budget, "epochs": epochs, "seed": seed}
+        t0 = time.time()
+        for split in ("test", "train"):
+            res = run_eval(DATA / "scifact", fit=fit, systems=["latent", "hybrid"], split=split,
+                           cache_dir=cache)  # fmt: skip
+            for r in res:
+                row[f"scifact_{split}_{r['system']}"] = round(r["metrics"]["ndcg@10"], 4)
+        key = f"-t{'all' if budget is None else budget}"
+        (sae_dir,) = [
+            d for d in (cache / "saes").glob(f"scifact-*-w8192-k16-token-e{epochs:g}-s{seed}{key}")
+        ]
+        for split in ("dev", "test"):
+            res = run_eval(DATA / "nfcorpus", sae=sae_dir, systems=["latent", "hybrid"],
+                           split=split, cache_dir=cache)  # fmt: skip
+            for r in res:
+                row[f"nfcorpus_{split}_{r['system']}"] = round(r["metrics"]["ndcg@10"], 4)
+        row["seconds"] = round(time.time() - t0)
+        row["sae"] = sae_dir.name
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        path.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+        lines = [
+            "# Fit budget through latentlex eval: latent terms alone / default hybrid, nDCG@10",
+            "",
+            "`python benchmarks/research_fit_budget.py --hybrid`: SciFact SAE (8192 / 16) fitted by "
+            "`latentlex eval --fit --max-tokens B`; NFCorpus searched with it. Tuning splits: "
+            "SciFact train, NFCorpus dev.",
+            "",
+            "| budget | epochs | seed | SciFact train | SciFact test | NFCorpus dev | NFCorpus test |",
+            "|---:|---:|---:|---|---|---|---|",
+        ]
+        for r in sorted(rows, key=lambda r: (r["epochs"], r["seed"], r["budget"] or 1e18)):
+            cells = [
+                f"{r[f'{c}_latent']:.4f} / **{r[f'{c}_hybrid']:.4f}**"
+                for c in ("scifact_train", "scifact_test", "nfcorpus_dev", "nfcorpus_test")
+            ]
+            name = "all" if r["budget"] is None else format(r["budget"], ",")
+            lines.append(f"| {name} | {r['epochs']:g} | {r['seed']} | " + " | ".join(cells) + " |")
+        path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def write_md(rows: list[dict], path: Path) -> None:
