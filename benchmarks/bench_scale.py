@@ -13,7 +13,7 @@ Nothing runs through the backbone (the token states are those ``latentlex eval``
 SciFact); the SAE and the engine do real work on every document:
 
 - **fit**: :func:`latentlex.fit.fit_on_states` with the default token budget, on the replicated
-  corpus (the seeded sample of whole documents, 3 epochs, avgdl on the sample);
+  corpus (the seeded sample of whole documents, default epochs, avgdl on the sample);
 - **encode and write**: one SAE pass over every document, streamed into an embedded qdrant-edge
   collection with the lexical leg, as ``latentlex eval`` writes its corpus
   (:func:`latentlex.evaluation.latent.write_states`); RSS is sampled every 0.2 s meanwhile
@@ -420,7 +420,7 @@ def eval_target(n_docs: int) -> dict[str, Any]:
     load0 = load_avg()
     before = backbone_tokens_per_s()
     systems = ["dense", "bm25", "dense+bm25", "latent", "hybrid"]
-    fit = {"width": 8192, "k": 16, "epochs": 3.0, "mode": "token", "max_tokens": "auto"}
+    fit = {"width": 8192, "k": 16, "mode": "token", "max_tokens": "auto"}  # default epochs
     t0, c0 = time.perf_counter(), time.process_time()
     results = run_eval(folder, fit=fit, systems=systems, cache_dir=cache,
                        out_dir=WORK / "eval-out")  # fmt: skip
@@ -472,7 +472,7 @@ def write_report(data: dict[str, Any], path: Path) -> None:
         "`python benchmarks/bench_scale.py` — SciFact replicated to each size (token states cut to "
         f"the first {rows[0]['doc_tokens_cap'] if rows else '?'} per document, each replica shifted "
         "by a small random vector; texts and lexical leg: the source document's); the SAE (8192 / "
-        "16, default token budget, 3 epochs) and the embedded engine do real work on every "
+        "16, default token budget and epochs) and the embedded engine do real work on every "
         "document. One process per size. Search: SciFact's 300 test queries, default hybrid "
         "(three legs, MINMAX, per-leg scores), one at a time.",
         "",

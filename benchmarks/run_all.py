@@ -5,7 +5,8 @@
 
 Steps (each writes under benchmarks/results/, or benchmarks/results-quick/ with --quick; --out DIR
 writes elsewhere):
-1. fit an SAE (token mode, k 16) on each dataset's own corpus: width 8192 for 3 epochs in full mode;
+1. fit an SAE (token mode, k 16) on each dataset's own corpus: width 8192 with the library's default
+   fit (a 250,000-token sample of whole documents, 6 epochs) in full mode;
    in quick mode width 4096 for 20 epochs on LIMIT-small (its corpus is 46 documents) and 1 epoch on
    the SciFact subset. The corpus is encoded once: its token states (and the dense vectors) go to
    ``--cache`` (default .cache/latentlex-eval), where ``latentlex eval`` finds them, and so do the
@@ -52,7 +53,8 @@ class Plan:
     """How one dataset is benchmarked."""
 
     width: int
-    epochs: float
+    epochs: float | None = None
+    """None: the library's default (FitConfig)."""
     k: int = 16
     seed: int = 0
     subset_queries: int | None = None
@@ -64,11 +66,11 @@ class Plan:
 
 
 FULL = {
-    "scifact": Plan(width=8192, epochs=3.0),
-    "nfcorpus": Plan(width=8192, epochs=3.0),
-    # 46 documents (7k tokens) are too few to fit a width-8192 SAE in 3 epochs: LIMIT-small is
+    "scifact": Plan(width=8192),
+    "nfcorpus": Plan(width=8192),
+    # 46 documents (7k tokens) are too few to fit a width-8192 SAE in a few epochs: LIMIT-small is
     # searched with SciFact's SAE (no LIMIT text seen; BENCHMARKS.md compares both)
-    "limit-small": Plan(width=8192, epochs=3.0, sae_from="scifact"),
+    "limit-small": Plan(width=8192, sae_from="scifact"),
 }
 QUICK = {
     "limit-small": Plan(width=4096, epochs=20.0),
@@ -139,8 +141,9 @@ def fit(folder: Path, plan: Plan, cache: Path) -> Path:
     from latentlex.fit import FitConfig, fit_sae
 
     ds = load_beir(folder)
-    budget = FitConfig().budget  # the default token budget of the fit
-    key = f"{ds.name}-{ds.fingerprint[:12]}-w{plan.width}-k{plan.k}-e{plan.epochs:g}-s{plan.seed}"
+    defaults = FitConfig(mode="token", epochs=plan.epochs)  # the fit's default budget and epochs
+    budget, epochs = defaults.budget, defaults.epochs
+    key = f"{ds.name}-{ds.fingerprint[:12]}-w{plan.width}-k{plan.k}-e{epochs:g}-s{plan.seed}"
     sae_dir = cache / "saes" / f"{key}-t{budget or 'all'}-token"
     if (sae_dir / "cfg.json").is_file():
         print(f"{ds.name}: reusing SAE {sae_dir}", flush=True)
@@ -151,7 +154,7 @@ def fit(folder: Path, plan: Plan, cache: Path) -> Path:
     cfg = FitConfig(
         width=plan.width,
         k=plan.k,
-        epochs=plan.epochs,
+        epochs=epochs,
         seed=plan.seed,
         mode="token",
         cache_dir=str(cache / "states" / ds.name),
@@ -160,7 +163,7 @@ def fit(folder: Path, plan: Plan, cache: Path) -> Path:
     sae = fit_sae(folder, sae_dir, cfg)
     m = sae.cfg.metrics
     print(
-        f"{ds.name}: fitted SAE width {plan.width} k {plan.k} epochs {plan.epochs:g} "
+        f"{ds.name}: fitted SAE width {plan.width} k {plan.k} epochs {epochs:g} "
         f"(FVU {m.get('fvu', float('nan')):.3f}) in {time.perf_counter() - t0:.0f}s -> {sae_dir}",
         flush=True,
     )

@@ -279,6 +279,25 @@ def test_fit_config_budget_defaults_and_all_is_explicit() -> None:
             FitConfig(max_tokens=bad)  # type: ignore[arg-type]
 
 
+def test_fit_config_epochs_default_by_mode_and_cli_leaves_them_to_it() -> None:
+    """6 passes over the token budget's sample (token mode), 3 in pooled mode; the CLI's --epochs
+    default is the library's, and an explicit value wins everywhere."""
+    from latentlex.cli import build_parser
+    from latentlex.fit import FitConfig
+
+    assert FitConfig().epochs == 6.0
+    assert FitConfig(mode="pooled").epochs == 3.0
+    assert FitConfig(epochs=1.5).epochs == 1.5
+    assert FitConfig(mode="pooled", epochs=2).epochs == 2
+    with pytest.raises(ConfigError, match="epochs"):
+        FitConfig(epochs=0)
+    parser = build_parser()
+    train = parser.parse_args(["train", "--corpus", "c.jsonl", "--out", "o"])
+    ev = parser.parse_args(["eval", "--dataset", "d", "--fit"])
+    assert train.epochs is None and ev.epochs is None
+    assert parser.parse_args(["train", "--corpus", "c", "--out", "o", "--epochs", "2"]).epochs == 2
+
+
 _WORDS = [
     "otter",
     "tapir",

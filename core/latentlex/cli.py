@@ -84,6 +84,7 @@ _BUDGET_HELP = (
     "this many token states; 'all' trains on every token (default: 250000 in token mode, every "
     "document in pooled mode)"
 )
+_EPOCHS_HELP = "passes over the training sample (default: 6 in token mode, 3 in pooled mode)"
 
 
 def _budget_arg(value: str) -> int | str:
@@ -133,7 +134,7 @@ def _cfg_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["token", "pooled"], default="token")
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--k", type=int, default=16)
-    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--epochs", type=float, default=None, help=_EPOCHS_HELP)
     p.add_argument("--max-tokens", type=_budget_arg, default="auto", help=_BUDGET_HELP)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--k1", type=float, default=None, help="BM25 k1 (default by mode)")
@@ -780,7 +781,7 @@ def _cfg_eval(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--width", type=int, default=8192)
     p.add_argument("--k", type=int, default=16)
-    p.add_argument("--epochs", type=float, default=3.0)
+    p.add_argument("--epochs", type=float, default=None, help=_EPOCHS_HELP)
     p.add_argument(
         "--max-tokens", type=_budget_arg, default="auto", help="with --fit: " + _BUDGET_HELP
     )
