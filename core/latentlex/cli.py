@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._clireg import Commands
 from ._validate import has_surrogate, positive_int_arg
 from .errors import LatentLexError, StoreError
 
@@ -22,8 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-Handler = Callable[[argparse.Namespace], int]
-_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {}
+_COMMANDS: Commands = {}
 
 
 def command(

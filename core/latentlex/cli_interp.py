@@ -19,12 +19,11 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+from ._clireg import Commands, Handler, add_commands
 from ._validate import positive_int_arg
 from .errors import ConfigError
 
 __all__ = ["CLI_COMMANDS", "add_cli", "load_llm"]
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def load_llm(spec: str) -> Any:
@@ -220,7 +219,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-CLI_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
+CLI_COMMANDS: Commands = {
     "label": (_cfg_label, _run_label, "label SAE latents from a corpus (optionally with an LLM)"),
     "inspect": (_cfg_inspect, _run_inspect, "SAE diagnostics: FVU, dead, Zipf, HTML report"),
 }
@@ -232,10 +231,4 @@ def add_cli(subparsers: Any) -> dict[str, Handler]:
 
     Each parser also gets ``handler`` as a default, so ``args.handler(args)`` runs it.
     """
-    handlers: dict[str, Handler] = {}
-    for name, (configure, handler, help_) in CLI_COMMANDS.items():
-        p = subparsers.add_parser(name, help=help_, description=help_)
-        configure(p)
-        p.set_defaults(handler=handler)
-        handlers[name] = handler
-    return handlers
+    return add_commands(subparsers, CLI_COMMANDS)

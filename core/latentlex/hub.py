@@ -25,10 +25,10 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._clireg import Commands, Handler, add_commands
 from .card import CARD_NAME, model_card
 from .errors import ConfigError, HubError, SAEFormatError
 from .hub_download import (
@@ -380,8 +380,7 @@ def _run_push(args: argparse.Namespace) -> int:
     return 0
 
 
-Handler = Callable[[argparse.Namespace], int]
-CLI_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Handler, str]] = {
+CLI_COMMANDS: Commands = {
     "pull": (_cfg_pull, _run_pull, "download (and convert) an SAE from the Hugging Face Hub"),
     "push": (_cfg_push, _run_push, "validate an SAE folder and upload it with a model card"),
 }
@@ -393,10 +392,4 @@ def add_cli(subparsers: Any) -> dict[str, Handler]:
 
     Each parser also gets ``handler`` as a default, so ``args.handler(args)`` runs it.
     """
-    handlers: dict[str, Handler] = {}
-    for name, (configure, handler, help_) in CLI_COMMANDS.items():
-        p = subparsers.add_parser(name, help=help_, description=help_)
-        configure(p)
-        p.set_defaults(handler=handler)
-        handlers[name] = handler
-    return handlers
+    return add_commands(subparsers, CLI_COMMANDS)
