@@ -4,10 +4,13 @@ avgdl on the first dataset, save. This produced the SAE behind BENCHMARKS.md's S
     python benchmarks/fit_on_states.py .cache/saes/scifact-w8192-k16 8192 16 3 scifact
     python benchmarks/fit_on_states.py .cache/saes/scifact-Lfinal+1-w8192-k16 8192 16 3 scifact-Lfinal+1
     python benchmarks/fit_on_states.py .cache/saes/scifact-mpnet-w8192-k16 8192 16 1 scifact-all-mpnet-base-v2
+    python benchmarks/fit_on_states.py .cache/saes/scifact-mpnet-default 8192 16 default scifact-all-mpnet-base-v2
 
 The backbone is the one the token states were read with (recorded in their ``meta.json``). A fractional
 epoch count trains on that share of the rows; an optional sixth argument calibrates avgdl on an evenly
-spaced sample of that many documents instead of all of them.
+spaced sample of that many documents instead of all of them. ``default`` instead of an epoch count
+fits as ``latentlex train`` does (:func:`latentlex.fit.fit_on_states`: the default token budget's
+sample of whole documents, the default epochs, avgdl on the sample; one states folder).
 """
 
 from __future__ import annotations
@@ -30,8 +33,12 @@ STATES = ".cache/latentlex-eval/states"
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    out, width, k, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    out, width, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     sts = [TokenStates.open(f"{STATES}/{name}") for name in sys.argv[5].split(",")]
+    if sys.argv[4] == "default":
+        fit_default(out, width, k, sts)
+        return
+    epochs = float(sys.argv[4])
     data = sts[0].tokens if len(sts) == 1 else np.concatenate([np.asarray(s.tokens) for s in sts])
     # the layer(s) the states were read at (a stacked cache: see stack_states.py)
     # and the backbone that read them (its name or path, as the cache records it)
@@ -63,6 +70,20 @@ def main() -> None:
     sae.save(out)
     print(json.dumps({"out": out, "fvu": rep.fvu, "l0": rep.l0, "dead": rep.dead_pct,
                       "seconds": time.time() - t0, "avgdl": sae.cfg.avgdl}))  # fmt: skip
+
+
+def fit_default(out: str, width: int, k: int, sts: list[TokenStates]) -> None:
+    from latentlex.fit import FitConfig, fit_on_states
+
+    if len(sts) != 1:
+        raise SystemExit("'default' fits on one token-state folder")
+    bb = Backbone(sts[0].meta.get("backbone"), layer=sts[0].meta.get("layer"))
+    t0 = time.time()
+    sae = fit_on_states(sts[0], bb, FitConfig(width=width, k=k, progress=False), out_dir=out)
+    m = sae.cfg.metrics
+    print(json.dumps({"out": out, "fvu": m["fvu"], "l0": m["l0"], "dead": m["dead_pct"],
+                      "seconds": time.time() - t0, "avgdl": sae.cfg.avgdl,
+                      "fit_sample": sae.cfg.fit_sample}))  # fmt: skip
 
 
 if __name__ == "__main__":
