@@ -18,7 +18,11 @@ SciFact); the SAE and the engine do real work on every document:
   collection with the lexical leg, as ``latentlex eval`` writes its corpus
   (:func:`latentlex.evaluation.latent.write_states`); RSS is sampled every 0.2 s meanwhile
   (``VmRSS``), from before the collection is opened to the last write;
-- **index size** on disk after the writes;
+- **optimize**: :meth:`LatentIndex.optimize` (what ``latentlex index`` runs at the end: HNSW for the
+  dense leg, immutable inverted indexes for the sparse legs), timed, with the hybrid search p50 of
+  100 queries before it (appendable segments: full scan) for comparison;
+- **index size** on disk after optimize; RSS split into heap (``RssAnon``) and mapped files
+  (``RssFile``) at the end of the writes and after optimize;
 - **hybrid search**: SciFact's 300 test queries through ``LatentIndex.search_encoded`` with the
   defaults of ``LatentIndex.search`` (three legs, MINMAX, per-leg scores), one at a time, queries
   encoded beforehand (search only, 20 warm-up queries first), then end to end (``LatentIndex.search``,
@@ -177,6 +181,18 @@ def replicated_states(n_docs: int, doc_tokens: int | None) -> Any:
 # --------------------------------------------------------------------------- measuring
 
 
+def rss_detail() -> dict[str, float]:
+    """RssAnon (heap: what the process holds) and RssFile (mapped files, e.g. the engine's
+    memory-mapped segments: page cache the kernel can drop), MB."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                key, value = line.split(":", 1)
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -264,9 +280,10 @@ def run_one(
         index = LatentIndex(
             encoder, edge, collection="scale", recreate=True, batch_size=512, lexical=lexical
         )
-        stats = write_states(index, states, texts)
+        stats = write_states(index, states, texts, optimize=False)
         out["encode_write_seconds"] = round(time.perf_counter() - t0, 1)
         out["encode_write_cpu_seconds"] = round(time.process_time() - c0, 1)
+        out["rss_mb_detail_end_of_writes"] = rss_detail()
     out["sae_encode_seconds"] = round(stats["sae_encode_seconds"], 1)
     out["write_seconds"] = round(stats["write_seconds"], 1)
     out["docs_per_s"] = round(n_docs / out["encode_write_seconds"], 1)
@@ -276,7 +293,7 @@ def run_one(
         "peak_indexing": round(rss.peak, 1),
         "after": round(rss.end, 1),
     }
-    out["index_bytes"] = folder_bytes(edge)
+    out["index_bytes_unoptimized"] = folder_bytes(edge)
     out["points"] = index.count()
 
     queries = [ds.queries[q] for q in ds.queries]
@@ -290,6 +307,23 @@ def run_one(
         index.search_encoded(one, 10, lexical=lex[i : i + 1])
         return time.perf_counter() - t, time.process_time() - c
 
+    for i in range(20):  # warm-up
+        search_only(i)
+    # as written (appendable segments, full scan), then after LatentIndex.optimize()
+    raw = [search_only(i)[0] for i in range(100)]
+    out["hybrid_search_unoptimized_ms"] = {
+        "p50": round(pct(raw, 50), 2),
+        "p95": round(pct(raw, 95), 2),
+        "queries": len(raw),
+    }
+    with RssSampler() as rss_opt:
+        t0, c0 = time.perf_counter(), time.process_time()
+        index.optimize()
+        out["optimize_seconds"] = round(time.perf_counter() - t0, 1)
+        out["optimize_cpu_seconds"] = round(time.process_time() - c0, 1)
+    out["rss_mb"]["peak_optimize"] = round(rss_opt.peak, 1)
+    out["rss_mb_detail_after_optimize"] = rss_detail()
+    out["index_bytes"] = folder_bytes(edge)
     for i in range(20):  # warm-up
         search_only(i)
     times, cpus = zip(*[search_only(i) for i in range(len(queries))], strict=True)
@@ -444,6 +478,7 @@ def eval_target(n_docs: int) -> dict[str, Any]:
         "fit_sample": sae_cfg.get("fit_sample"),
         "sae_encode_seconds": round(lat["sae_encode_seconds"], 1),
         "write_seconds": round(lat["write_seconds"], 1),
+        "optimize_seconds": round(lat.get("optimize_seconds", float("nan")), 1),
         "backbone_tokens_per_s": {"before": before, "after": after, "mean": round(tps)},
         "backbone_pass_seconds_estimated": round(backbone_s, 1),
         "backbone_pass_cpu_seconds_estimated": round(backbone_cpu, 1),
@@ -476,21 +511,26 @@ def write_report(data: dict[str, Any], path: Path) -> None:
         "document. One process per size. Search: SciFact's 300 test queries, default hybrid "
         "(three legs, MINMAX, per-leg scores), one at a time.",
         "",
-        "| docs | token states | fit s / CPU s | encode+write s / CPU s (SAE s) | index MB "
-        "| RSS MB: before / peak indexing | hybrid search p50 / p95 ms (CPU p50) "
+        "| docs | token states | fit s / CPU s | encode+write s / CPU s (SAE s) | optimize s "
+        "| index MB | RSS MB: before / peak indexing (heap at end of writes) "
+        "| search p50 ms before optimize | hybrid search p50 / p95 ms (CPU p50) "
         "| end to end p50 / p95 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    nan = float("nan")
     for r in rows:
         s, e = r["hybrid_search_ms"], r["hybrid_end_to_end_ms"]
+        heap = r.get("rss_mb_detail_end_of_writes", {}).get("RssAnon", nan)
         lines.append(
             f"| {r['docs']:,} | {r['tokens']:,} "
-            f"| {r['fit_seconds']:.0f} / {r.get('fit_cpu_seconds', float('nan')):.0f} "
+            f"| {r['fit_seconds']:.0f} / {r.get('fit_cpu_seconds', nan):.0f} "
             f"| {r['encode_write_seconds']:.0f} / "
-            f"{r.get('encode_write_cpu_seconds', float('nan')):.0f} ({r['sae_encode_seconds']:.0f}) "
+            f"{r.get('encode_write_cpu_seconds', nan):.0f} ({r['sae_encode_seconds']:.0f}) "
+            f"| {r.get('optimize_seconds', nan):.0f} "
             f"| {r['index_bytes'] / 2**20:.0f} "
-            f"| {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak_indexing']:.0f} "
-            f"| {s['p50']:.1f} / {s['p95']:.1f} ({s.get('cpu_p50', float('nan')):.1f}) "
+            f"| {r['rss_mb']['before']:.0f} / {r['rss_mb']['peak_indexing']:.0f} ({heap:.0f}) "
+            f"| {r.get('hybrid_search_unoptimized_ms', {}).get('p50', nan):.1f} "
+            f"| {s['p50']:.1f} / {s['p95']:.1f} ({s.get('cpu_p50', nan):.1f}) "
             f"| {e['p50']:.1f} / {e['p95']:.1f} |"
         )
     if rows:
@@ -532,6 +572,7 @@ def write_report(data: dict[str, Any], path: Path) -> None:
             f"{ev.get('after_backbone_cpu_seconds', float('nan')):.0f} CPU s "
             f"(fit {ev['fit_seconds']:.0f} s on {ev['fit_sample']['tokens']:,} token states, "
             f"SAE pass {ev['sae_encode_seconds']:.0f} s, writing {ev['write_seconds']:.0f} s, "
+            f"optimize {ev.get('optimize_seconds', float('nan')):.0f} s, "
             "the rest: baselines and searches);",
             f"- backbone pass: {ev['backbone_tokens_per_s']['mean']:,} token states/s measured "
             "(encode_token_states on 400 random SciFact documents, before and after, same process) "

@@ -42,9 +42,10 @@ def track(monkeypatch):
     import latentlex.corpus as corpus
     from latentlex.store.edge import EdgeStore
 
-    state = {"pulled": 0, "written": 0, "ahead": [], "writes": 0}
+    state = {"pulled": 0, "written": 0, "ahead": [], "writes": 0, "optimized_at": []}
     real_read = corpus.read_corpus
     real_upsert = EdgeStore.upsert
+    real_optimize = EdgeStore.optimize
 
     def read_corpus(path, **kwargs):
         for doc in real_read(path, **kwargs):
@@ -57,11 +58,16 @@ def track(monkeypatch):
         real_upsert(self, points)
         state["written"] += len(points)
 
+    def optimize(self):
+        state["optimized_at"].append(state["written"])
+        return real_optimize(self)
+
     monkeypatch.setattr(corpus, "read_corpus", read_corpus)
     monkeypatch.setattr(EdgeStore, "upsert", upsert)
+    monkeypatch.setattr(EdgeStore, "optimize", optimize)
 
     def reset() -> None:
-        state.update(pulled=0, written=0, ahead=[], writes=0)
+        state.update(pulled=0, written=0, ahead=[], writes=0, optimized_at=[])
 
     state["reset"] = reset
     return state
@@ -98,13 +104,15 @@ def test_index_streams_in_chunks_and_resumes(tmp_path, tiny_sae_dir, track, caps
     assert track["writes"] >= 300 // 16
     assert max(track["ahead"]) <= 50
     assert track["pulled"] == 300
+    # the engine's search indexes are built once, after the last write
+    assert track["optimized_at"] == [300]
 
     # re-running adds nothing and writes nothing
     track["reset"]()
     out = run_cli(capsys, *args, "--quiet")
     assert "resumed: 300 documents already indexed with the same content were skipped" in out
     assert "indexed 0 documents (300 before, 300 now)" in out
-    assert track["writes"] == 0
+    assert track["writes"] == 0 and track["optimized_at"] == []  # nothing written, nothing rebuilt
 
     # a changed document and new ones, spread over several chunks: only those are written
     docs = write_corpus(corpus, 330, changed={123: "Document 123 now talks about river otters."})

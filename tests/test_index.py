@@ -351,3 +351,21 @@ def test_dense_mode_skips_the_sae(index):
     enc = index.encoder.encode_queries([q])
     ref = index.search_encoded(enc, k=3, mode="dense")[0]
     assert [h.doc_id for h in ref] == [d for d, _ in got]
+
+
+def test_optimize_builds_the_engine_indexes_and_keeps_results(index):
+    """``optimize`` (embedded engine: the segment optimizers, run now) leaves hits and scores of
+    every mode as they were. Without an optimizer of its own to run (qdrant-client's local mode;
+    a server optimizes by itself) it returns False."""
+    queries = ["marsupials on an island", "woodwind instrument", "snow and ice"]
+    modes = ("hybrid", "dense", "sparse", "lexical")
+    before = {m: [[(h.doc_id, round(h.score, 5)) for h in index.search(q, k=5, mode=m)]
+                  for q in queries] for m in modes}  # fmt: skip
+    changed = index.optimize()
+    assert isinstance(changed, bool)
+    if type(index.store).__name__ != "EdgeStore":
+        assert changed is False
+    after = {m: [[(h.doc_id, round(h.score, 5)) for h in index.search(q, k=5, mode=m)]
+                 for q in queries] for m in modes}  # fmt: skip
+    assert after == before
+    assert index.count() == len(DOCS)

@@ -473,6 +473,10 @@ def _run_index(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             total = index.count()
+            if (
+                written
+            ):  # build the engine's search indexes (the embedded engine does not by itself)
+                index.optimize()
     skipped = seen - written
     if skipped:
         print(f"resumed: {skipped} documents already indexed with the same content were skipped")

@@ -525,6 +525,23 @@ class LatentIndex:
         _check_limit(limit)
         return self.store.scroll(filter, limit)
 
+    def optimize(self) -> bool:
+        """Build the engine's search structures now; call it after a bulk load.
+
+        The embedded engine (qdrant-edge) runs no optimizer in the background: until this runs,
+        new points sit in appendable segments searched by full scan, so search time grows
+        linearly with the collection (BENCHMARKS.md, "Corpus scale"). ``optimize`` merges them
+        into indexed segments (HNSW for the dense leg, immutable inverted indexes for the sparse
+        legs) and vacuums deleted points; it blocks, and its cost grows with the collection.
+        ``latentlex index`` runs it at the end of every run. A Qdrant server optimizes by itself
+        in the background: there this does nothing and returns False.
+
+        Returns:
+            Whether the engine changed anything.
+        """
+        opt = getattr(self.store, "optimize", None)
+        return bool(opt()) if callable(opt) else False
+
     def clear(self) -> None:
         """Delete every document: the collection is dropped and created again, empty (its
         identity and legs unchanged; IDF statistics start afresh)."""

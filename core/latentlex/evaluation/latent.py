@@ -39,11 +39,13 @@ def write_states(
     texts: Callable[[list[str]], list[str]],
     *,
     docs_per_batch: int = 256,
+    optimize: bool = True,
 ) -> dict[str, float]:
     """Encode a corpus' stored token states and write them into ``index``, batch by batch.
 
     One SAE pass (:meth:`LatentTermEncoder.iter_encode_states`, the SAE's own ``avgdl``) and
-    memory bounded by a batch, whatever the corpus' size.
+    memory bounded by a batch, whatever the corpus' size; then, as ``latentlex index`` does,
+    :meth:`LatentIndex.optimize` builds the engine's search indexes (``optimize=False`` skips it).
 
     Args:
         index: the index to write to (its encoder's SAE encodes the states).
@@ -52,8 +54,8 @@ def write_states(
         docs_per_batch: documents encoded and written at a time.
 
     Returns:
-        ``sae_encode_seconds``, ``write_seconds`` (lexical encoding and upserts), ``docs`` and the
-        latent terms per document (mean, p95).
+        ``sae_encode_seconds``, ``write_seconds`` (lexical encoding and upserts),
+        ``optimize_seconds``, ``docs`` and the latent terms per document (mean, p95).
     """
     t_sae = t_write = 0.0
     nnz = np.zeros(states.n_docs, dtype=np.int32)
@@ -70,9 +72,13 @@ def write_states(
         index.add_encoded(ids, texts(ids), enc)
         t_write += time.perf_counter() - t0
         nnz[rows.start : rows.stop] = [len(v) for v in enc.sparse]
+    t0 = time.perf_counter()
+    if optimize:
+        index.optimize()
     return {
         "sae_encode_seconds": t_sae,
         "write_seconds": t_write,
+        "optimize_seconds": time.perf_counter() - t0,
         "docs": float(nnz.size),
         "terms_per_doc_mean": float(nnz.mean()) if nnz.size else 0.0,
         "terms_per_doc_p95": float(np.percentile(nnz, 95)) if nnz.size else 0.0,
