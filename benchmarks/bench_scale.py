@@ -409,7 +409,7 @@ def _write_replicated_beir(n_docs: int, root: Path, cache: Path) -> tuple[Path, 
             "total_tokens": int(offsets[-1]),
             "n_docs": n_docs,
             "truncated": None,
-            "seconds": None,  # replicated: no backbone pass was timed
+            "seconds": 0.0,  # replicated: no backbone pass was timed (estimated below)
         }
         (out / "meta.json").write_text(json.dumps(meta, indent=2))
     meta = json.loads((out / "meta.json").read_text())

@@ -52,7 +52,7 @@ def _dense_cache(states: Any, ds: Any, cache_dir: Path, model: str | None = None
     row = {doc_id: i for i, doc_id in enumerate(states.doc_ids)}
     dense = np.asarray(states.dense, dtype=np.float32)[[row[d] for d in ds.doc_ids]]
     dense /= np.maximum(np.linalg.norm(dense, axis=1, keepdims=True), 1e-12)
-    enc.cache.save(enc.model_key, ds.fingerprint, dense, float(states.meta.get("seconds", 0.0)))
+    enc.cache.save(enc.model_key, ds.fingerprint, dense, float(states.meta.get("seconds") or 0.0))
 
 
 def _significance(results: list[dict[str, Any]], qrels: Any, metric: str) -> None:
