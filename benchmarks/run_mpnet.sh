@@ -9,7 +9,8 @@
 #   2. one backbone pass per corpus reading the final layer and layer 1 together, split into one
 #      token-state cache per layer (benchmarks/split_states.py), so the final-layer and the
 #      two-layer SAEs cost one pass;
-#   3. SAEs fitted on SciFact's token states (benchmarks/fit_on_states.py): final layer, and final + 1;
+#   3. SAEs fitted on SciFact's token states (benchmarks/fit_on_states.py): final layer, final + 1, and
+#      the library's default fit (250k-token sample, default epochs);
 #   4. latentlex eval --model on SciFact (test), NFCorpus (test) and LIMIT-small with the SciFact SAEs,
 #      every system in one harness -> benchmarks/results/mpnet/<dataset>[-two-layer]/;
 #   5. bench_index.py --model ... --tag mpnet (and the MiniLM baseline in the same session).
@@ -50,9 +51,14 @@ SAE2=.cache/saes/scifact-mpnet-Lfinal+1-w$WIDTH-k$K-e$EPOCHS
 [ -f "$SAE/cfg.json" ] || python benchmarks/fit_on_states.py "$SAE" "$WIDTH" "$K" "$EPOCHS" scifact-all-mpnet-base-v2 "$AVGDL_DOCS"
 [ -f "$SAE2/cfg.json" ] || python benchmarks/fit_on_states.py "$SAE2" "$WIDTH" "$K" "$EPOCHS" scifact-all-mpnet-base-v2-Lfinal+1 "$AVGDL_DOCS"
 
+# the SAE fitted as `latentlex train` fits by default (the token budget's sample, default epochs)
+DEF=.cache/saes/scifact-mpnet-w$WIDTH-k$K-default
+[ -f "$DEF/cfg.json" ] || python benchmarks/fit_on_states.py "$DEF" "$WIDTH" "$K" default scifact-all-mpnet-base-v2
+
 for ds in scifact nfcorpus limit-small; do
   latentlex eval --dataset "$DATA/$ds" --model "$MODEL" --sae "$SAE" --systems "$SYSTEMS" --out "$OUT/$ds"
   latentlex eval --dataset "$DATA/$ds" --model "$MODEL" --sae "$SAE2" --systems latent,hybrid --out "$OUT/$ds-two-layer"
+  latentlex eval --dataset "$DATA/$ds" --model "$MODEL" --sae "$DEF" --systems latent,hybrid --out "$OUT/$ds-default-fit"
 done
 
 python benchmarks/bench_index.py --model "$MODEL" --tag mpnet --sae "$SAE" --states "$STATES/scifact-all-mpnet-base-v2"
