@@ -473,9 +473,8 @@ def _run_index(args: argparse.Namespace) -> int:
             finally:
                 bar.close()
             total = index.count()
-            if (
-                written
-            ):  # build the engine's search indexes (the embedded engine does not by itself)
+            # the embedded engine builds its search indexes only when asked
+            if written:
                 index.optimize()
     skipped = seen - written
     if skipped:

@@ -43,7 +43,7 @@ _MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     # paper's 8/0.7 on SciFact's train split (0.713 vs 0.696 nDCG@10) and on LIMIT-small
     # (benchmarks/research_bm25_params.py, BENCHMARKS.md).
     # Epochs: passes over the fit's sample. A 250k-token sample trained for 6 epochs matches every
-    # token for 3 (BENCHMARKS.md, "Fit budget": chosen on SciFact train / NFCorpus dev).
+    # token for 3 (BENCHMARKS.md, "The fit's token budget": chosen on SciFact train / NFCorpus dev).
     "token": {"architecture": "topk", "bm25_k1": 1.2, "bm25_b": 0.75, "epochs": 6.0},
     # CL-SR (Park et al. 2025) defaults.
     "pooled": {

@@ -529,8 +529,8 @@ class LatentIndex:
         """Build the engine's search structures now; call it after a bulk load.
 
         The embedded engine (qdrant-edge) runs no optimizer in the background: until this runs,
-        new points sit in appendable segments searched by full scan, so search time grows
-        linearly with the collection (BENCHMARKS.md, "Corpus scale"). ``optimize`` merges them
+        new points sit in appendable segments searched without those indexes (the dense leg by
+        full scan), so search time grows about linearly with the collection (BENCHMARKS.md, "Corpus scale"). ``optimize`` merges them
         into indexed segments (HNSW for the dense leg, immutable inverted indexes for the sparse
         legs) and vacuums deleted points; it blocks, and its cost grows with the collection.
         ``latentlex index`` runs it at the end of every run. A Qdrant server optimizes by itself

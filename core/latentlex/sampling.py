@@ -1,7 +1,7 @@
 """The fit's sample: whole documents, in a seeded random order, up to a token budget.
 
 An SAE fitted on a sample of a corpus' token states does about as well as one fitted on all of
-them (BENCHMARKS.md, "Fit budget"), so :func:`~latentlex.fit.fit_sae` trains on at most
+them (BENCHMARKS.md, "The fit's token budget"), so :func:`~latentlex.fit.fit_sae` trains on at most
 :data:`DEFAULT_MAX_TOKENS` token states by default and its cost stops growing with the corpus.
 The sample is made of whole documents, so the SAE's ``avgdl`` is measured on it too (no SAE pass
 over the whole corpus), and it is the same whether the corpus' token states are already cached
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_TOKENS = 250_000
-"""Token states a token-mode fit samples by default (measured: BENCHMARKS.md, "Fit budget")."""
+"""Token states a token-mode fit samples by default (measured: BENCHMARKS.md, "The fit's token budget")."""
 
 _CHUNK = 512  # documents whose tokens are counted at a time
 
