@@ -353,7 +353,7 @@ def test_dense_mode_skips_the_sae(index):
     assert [h.doc_id for h in ref] == [d for d, _ in got]
 
 
-def test_optimize_builds_the_engine_indexes_and_keeps_results(index):
+def test_optimize_keeps_results_and_is_a_no_op_without_an_optimizer(index):
     """``optimize`` (embedded engine: the segment optimizers, run now) leaves hits and scores of
     every mode as they were. Without an optimizer of its own to run (qdrant-client's local mode;
     a server optimizes by itself) it returns False."""
