@@ -4,6 +4,7 @@
     python benchmarks/bench_scale.py --sizes 10000        # one size (merged into the results)
     python benchmarks/bench_scale.py --report             # rewrite scale.md from scale.json
     python benchmarks/bench_scale.py --eval-target 50000  # the 50k `latentlex eval --fit` target
+    python benchmarks/bench_scale.py --probes             # where indexing memory goes; SAE vs backbone tokens/s
 
 The corpus is SciFact replicated: document ``i`` is SciFact's stored document ``i mod 5183`` (its
 text, its token states cut to the first ``--doc-tokens`` (64) of them, its dense vector), and each
@@ -58,6 +59,7 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
+from bench_index import folder_bytes, load_avg, pct  # shared measuring helpers (benchmarks/)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LATENTLEX_DATA", REPO.parent / "shared" / "data"))
@@ -221,18 +223,6 @@ class RssSampler:
         self._thread.join()
         self.end = rss_mb()
         self.peak = max(self.peak, self.end)
-
-
-def folder_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs) * 1e3, q))
-
-
-def load_avg() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 # --------------------------------------------------------------------------- one size
@@ -496,6 +486,98 @@ def eval_target(n_docs: int) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- probes
+
+
+def probes(n_docs: int = 20_000, doc_tokens: int = 64) -> dict[str, Any]:
+    """Where indexing memory goes, and the SAE pass against the backbone pass (token states/s).
+
+    The default fit on ``n_docs`` replicated documents is saved, then :func:`probe_memory` runs in
+    a fresh process (so that memory the fit freed cannot hide what writing allocates). Throughput:
+    one SAE pass over 1,024 stored SciFact documents against ``encode_token_states`` on 200 random
+    SciFact documents, same process, one after the other.
+    """
+    from latentlex.backbone import Backbone
+    from latentlex.fit import FitConfig, fit_on_states
+    from latentlex.sampling import gather_states
+    from latentlex.states import TokenStates
+    from latentlex.terms import LatentTermEncoder
+
+    bb = Backbone()
+    sae_dir = WORK / "probe-sae"
+    sae = fit_on_states(replicated_states(n_docs, doc_tokens), bb, FitConfig(progress=False))
+    sae.save(sae_dir)
+    out: dict[str, Any] = {"docs": n_docs, "doc_tokens_cap": doc_tokens, "load_before": load_avg()}
+    tmp = WORK / "probe-memory.json"
+    cmd = [sys.executable, __file__, "--probe-memory", str(sae_dir), "--json", str(tmp),
+           "--doc-tokens", str(doc_tokens), "--sizes", str(n_docs)]  # fmt: skip
+    subprocess.run(cmd, check=True)
+    out["memory"] = json.loads(tmp.read_text())
+    encoder = LatentTermEncoder(sae, bb)
+    sample = gather_states(TokenStates.open(STATES), np.arange(1024))  # stored, full length
+    t0 = time.perf_counter()
+    for _ in encoder.iter_encode_states(sample, docs_per_batch=256):
+        pass
+    sae_tps = int(sample.meta["total_tokens"]) / (time.perf_counter() - t0)
+    bb_tps = backbone_tokens_per_s(200)["tokens_per_s"]
+    out["throughput"] = {
+        "sae_pass_tokens_per_s": round(sae_tps),
+        "backbone_tokens_per_s": bb_tps,
+        "sae_over_backbone": round(bb_tps / sae_tps, 3),
+    }
+    out["load_after"] = load_avg()
+    return out
+
+
+def probe_memory(sae_dir: str, n_docs: int, doc_tokens: int, mark: int = 5_000) -> dict[str, Any]:
+    """``RssAnon`` every ``mark`` documents (1) for the SAE pass alone, (2) writing into the
+    embedded engine with Python's own heap traced (``tracemalloc``), (3) writing with
+    ``on_disk=True`` and an optimize at every mark. Run in a fresh process by :func:`probes`."""
+    import tracemalloc
+
+    from latentlex.evaluation.beir import load_beir
+    from latentlex.index import LatentIndex
+    from latentlex.store import EdgeStore
+    from latentlex.terms import LatentTermEncoder
+
+    ds = load_beir(DATA / "scifact", split="test")
+    by_id = dict(zip(ds.doc_ids, ds.doc_texts(), strict=True))
+    encoder = LatentTermEncoder(sae_dir)
+    states = replicated_states(n_docs, doc_tokens)
+
+    def texts(ids: list[str]) -> list[str]:
+        return [by_id[i.split("#", 1)[0]] for i in ids]
+
+    def run(write: str | None) -> list[dict[str, float]]:
+        folder = WORK / f"probe-{write}"
+        shutil.rmtree(folder, ignore_errors=True)
+        index = None
+        if write is not None:
+            store = EdgeStore(folder, collection="probe", on_disk=write == "on_disk")
+            index = LatentIndex(encoder, store, collection="probe", batch_size=512)
+            tracemalloc.start()
+        marks = [{"docs": 0, "rss_anon_mb": rss_detail()["RssAnon"]}]
+        for rows, enc in encoder.iter_encode_states(states, docs_per_batch=256):
+            if index is not None:
+                ids = [states.doc_ids[r] for r in rows]
+                index.add_encoded(ids, texts(ids), enc)
+            if rows.stop // mark != rows.start // mark:
+                if write == "on_disk":
+                    assert index is not None
+                    index.optimize()
+                row = {"docs": rows.stop, "rss_anon_mb": rss_detail()["RssAnon"]}
+                if index is not None:
+                    row["python_heap_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+                marks.append(row)
+        if index is not None:
+            tracemalloc.stop()
+            index.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        return marks
+
+    return {"sae_pass_only": run(None), "writing": run("ram"), "on_disk_optimized": run("on_disk")}
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -600,11 +682,19 @@ def main() -> None:
     ap.add_argument("--json", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--eval-target", type=int, default=None)
+    ap.add_argument(
+        "--probes", action="store_true", help="memory attribution and SAE/backbone tokens/s"
+    )
+    ap.add_argument("--probe-memory", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(RESULTS / "scale.json"))
     args = ap.parse_args()
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.is_file() else {"sizes": {}}
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.probe_memory is not None:
+        res = probe_memory(args.probe_memory, int(args.sizes), args.doc_tokens)
+        Path(args.json).write_text(json.dumps(res, indent=1))
+        return
     if args.one is not None:
         budget = args.max_tokens if args.max_tokens in ("auto", "all") else int(args.max_tokens)
         res = run_one(args.one, args.doc_tokens, WORK, budget)
@@ -613,6 +703,9 @@ def main() -> None:
     if args.eval_target is not None:
         data["eval_target"] = eval_target(args.eval_target)
         print(json.dumps(data["eval_target"]), flush=True)
+    elif args.probes:
+        data["probes"] = probes()
+        print(json.dumps(data["probes"]), flush=True)
     elif not args.report:
         for n in [int(x) for x in args.sizes.split(",")]:
             tmp = WORK / f"one-{n}.json"

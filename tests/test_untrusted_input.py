@@ -72,6 +72,21 @@ def cli(*argv: str) -> tuple[int, str, str]:
     return rc, out.getvalue(), err.getvalue()
 
 
+def index_cli(corpus: object, sae: object, store: object, *extra: str) -> tuple[int, str, str]:
+    """``latentlex index --corpus C --sae S --store D --quiet [extra...]`` through :func:`cli`."""
+    return cli(
+        "index",
+        "--corpus",
+        str(corpus),
+        "--sae",
+        str(sae),
+        "--store",
+        str(store),
+        "--quiet",
+        *extra,
+    )
+
+
 def error_line(err: str) -> str:
     """The CLI's error: exactly one line starting ``error:`` (progress bars aside)."""
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -138,16 +153,7 @@ def base_store(tmp_path_factory, tiny_sae_dir, encoder) -> Path:
     store = root / "store"
     with pytest.MonkeyPatch.context() as mp:
         _use_encoder(mp, encoder)
-        rc, _out, err = cli(
-            "index",
-            "--corpus",
-            str(corpus),
-            "--sae",
-            str(tiny_sae_dir),
-            "--store",
-            str(store),
-            "--quiet",
-        )
+        rc, _out, err = index_cli(corpus, tiny_sae_dir, store)
     assert rc == 0, err
     return store
 
@@ -246,32 +252,12 @@ def test_bad_sae_or_store_loses_nothing(store, tiny_sae_dir, tmp_path):
     broken_sae = _sae_copy(tiny_sae_dir, tmp_path, width=1024)  # shapes disagree with weights
     for sae, message in ((empty_sae, "not an SAE folder"), (broken_sae, "implies")):
         for recreate in ([], ["--recreate"]):
-            rc, _, err = cli(
-                "index",
-                "--corpus",
-                str(corpus),
-                "--sae",
-                str(sae),
-                "--store",
-                str(store),
-                "--quiet",
-                *recreate,
-            )
+            rc, _, err = index_cli(corpus, sae, store, *recreate)
             assert rc == 2 and message in error_line(err)
             assert snapshot(store) == before
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
-    rc, _, err = cli(
-        "index",
-        "--corpus",
-        str(corpus),
-        "--sae",
-        str(tiny_sae_dir),
-        "--store",
-        str(a_file),
-        "--recreate",
-        "--quiet",
-    )
+    rc, _, err = index_cli(corpus, tiny_sae_dir, a_file, "--recreate")
     assert rc == 2 and "is a file, not a folder" in error_line(err)
 
 
@@ -360,17 +346,7 @@ def test_recreate_refuses_a_collection_open_elsewhere(store, tiny_sae_dir, tmp_p
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("\n".join(_GOOD[:5]) + "\n")
     with LatentIndex(fast_cli, store) as index:
-        rc, _, err = cli(
-            "index",
-            "--corpus",
-            str(corpus),
-            "--sae",
-            str(tiny_sae_dir),
-            "--store",
-            str(store),
-            "--quiet",
-            "--recreate",
-        )
+        rc, _, err = index_cli(corpus, tiny_sae_dir, store, "--recreate")
         assert rc == 2 and "already open" in error_line(err)
         assert index.count() == len(BASE_DOCS)
 
@@ -706,16 +682,7 @@ def test_sae_id_never_lists_a_folder(tmp_path, monkeypatch):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text(doc_line(1) + "\n")
     for sae in ("~", str(home), "/etc"):
-        rc, _, err = cli(
-            "index",
-            "--corpus",
-            str(corpus),
-            "--sae",
-            sae,
-            "--store",
-            str(tmp_path / "s"),
-            "--quiet",
-        )
+        rc, _, err = index_cli(corpus, sae, tmp_path / "s")
         message = error_line(err)
         assert rc == 2 and "not an SAE folder" in message
         for name in ("secret-plans", "diary", "model.bin", "weights.safetensors", "passwd"):
@@ -1176,17 +1143,7 @@ def test_two_recreates_of_one_store_do_not_meet(store, tiny_sae_dir, tmp_path, f
     try:
         corpus = tmp_path / "c.jsonl"
         corpus.write_text(doc_line(1) + "\n")
-        rc, _, err = cli(
-            "index",
-            "--corpus",
-            str(corpus),
-            "--sae",
-            str(tiny_sae_dir),
-            "--store",
-            str(store),
-            "--quiet",
-            "--recreate",
-        )
+        rc, _, err = index_cli(corpus, tiny_sae_dir, store, "--recreate")
         assert rc == 2 and "another `latentlex index --recreate`" in error_line(err)
         assert (half_built / "marker").is_file()
     finally:
